@@ -1,0 +1,26 @@
+"""Learning-rate callbacks: monitoring, divergence recovery, plateau reduction, scheduling.
+
+* `LRMonitor`: the real current rate (schedule x scale), per-group rates and guard counters
+  in the logs, so History and TensorBoard record them.
+* `DivergenceGuard`: restore the last good snapshot and lower the rate when the loss
+  becomes non-finite or spikes.
+* `ReduceLROnPlateau`: Keras's callback, working with schedules (through `lr_scale`) and with
+  PyTorch's relative threshold as an option.
+* `LRScheduler`: any schedule evaluated per epoch or per step, assigned to a float rate.
+
+All of them work with `steps_per_execution > 1`, `keras.callbacks.BackupAndRestore` and
+KerasTuner (a deep copy is a fresh callback with the same arguments).
+"""
+
+from keras_lr.callbacks.divergence import DivergenceGuard
+from keras_lr.callbacks.monitor import LRMonitor, learning_rate_logs
+from keras_lr.callbacks.plateau import ReduceLROnPlateau
+from keras_lr.callbacks.scheduler import LRScheduler
+
+__all__ = [
+    "DivergenceGuard",
+    "LRMonitor",
+    "LRScheduler",
+    "ReduceLROnPlateau",
+    "learning_rate_logs",
+]

@@ -1,0 +1,1 @@
+"""The `keras-lr` command line: thin subcommands over the library."""

@@ -1,0 +1,183 @@
+"""`keras-lr find`: run the learning-rate range test on a reference model or a saved model.
+
+Usage::
+
+    keras-lr find --model {mlp,cnn,lstm,gru,simple_rnn} --data digits [--optimizer adam|sgd]
+                  [--out DIR] [--num-steps N] [--start-lr LR] [--end-lr LR] [--batch-size B]
+                  [--seed S]
+    keras-lr find --model path/to/model.keras --data digits ...
+
+Prints the suggestions (``valley``, ``steep``, ``minimum``) and writes ``DIR/lr_find.png`` and
+``DIR/lr_find.json`` (`LRFinderResult.to_dict`). A saved ``.keras`` model must have been saved
+compiled; it trains with its own optimizer (``--optimizer`` is for the reference models) on the
+data view that matches its input rank (2: flat, 3: sequence, 4: image). TensorFlow is imported
+only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+
+from keras_lr.cli.common import UsageError
+
+__all__ = ["add_parser", "run"]
+
+_FAMILIES = ("mlp", "cnn", "lstm", "gru", "simple_rnn")
+_OPTIMIZERS = ("adam", "sgd")
+_VIEW_BY_RANK = {2: "flat", 3: "sequence", 4: "image"}
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``find`` on the top-level subparsers."""
+    parser = subparsers.add_parser(
+        "find",
+        help="run the learning-rate range test and suggest a rate",
+        description="Train for N steps with an exponentially growing learning rate, record the "
+        "loss, print the suggested rates and write DIR/lr_find.png and DIR/lr_find.json.",
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="MODEL",
+        help=f"a reference model ({', '.join(_FAMILIES)}) or a saved, compiled .keras file",
+    )
+    parser.add_argument("--data", default="digits", help="data set name (default digits)")
+    parser.add_argument(
+        "--optimizer", choices=_OPTIMIZERS, default=None,
+        help="optimizer of a reference model (default adam)",
+    )
+    parser.add_argument("--out", default=".", help="output directory (default: current)")
+    parser.add_argument(
+        "--num-steps", type=_int_at_least(10), default=100, help="steps / rates (default 100)"
+    )
+    parser.add_argument("--start-lr", type=_positive_float, default=1e-7, help="default 1e-7")
+    parser.add_argument("--end-lr", type=_positive_float, default=10.0, help="default 10")
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=32, help="default 32")
+    parser.add_argument(
+        "--seed", type=_int_at_least(0), default=0, help="data split, weights and shuffle seed"
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _load_data(name: str, view: str, seed: int):
+    from keras_lr import data
+
+    try:
+        return data.load(name, view=view, seed=seed)
+    except data.DataNotAvailable as error:
+        raise UsageError(str(error).splitlines()[0]) from None
+    except ValueError as error:
+        raise UsageError(f"--data {name}: {error}") from None
+
+
+def _reference_model(args):
+    import keras
+
+    from keras_lr import models
+
+    dataset = _load_data(args.data, models.VIEWS[args.model], args.seed)
+    model = models.build(args.model, dataset.input_shape, dataset.num_classes, seed=args.seed)
+    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[
+        args.optimizer or "adam"
+    ]()
+    loss = "mse" if dataset.num_classes is None else "sparse_categorical_crossentropy"
+    model.compile(optimizer=optimizer, loss=loss)
+    return model, dataset
+
+
+def _saved_model(args):
+    import keras
+
+    if not args.model.endswith(".keras"):
+        raise UsageError(
+            f"--model must be one of {', '.join(_FAMILIES)} or a .keras file, got {args.model!r}"
+        )
+    if not os.path.isfile(args.model):
+        raise UsageError(f"--model {args.model}: no such file")
+    if args.optimizer is not None:
+        raise UsageError("--optimizer applies to reference models; a saved model keeps its own")
+    try:
+        model = keras.models.load_model(args.model, safe_mode=True)
+    except Exception as error:  # a corrupt or foreign file: one line, exit 2
+        raise UsageError(f"--model {args.model}: cannot load ({error})".splitlines()[0]) from None
+    if not getattr(model, "compiled", False) or model.optimizer is None:
+        raise UsageError(f"--model {args.model}: the model was saved without compile()")
+    rank = len(model.input_shape) if isinstance(model.input_shape, tuple) else None
+    if rank not in _VIEW_BY_RANK:
+        raise UsageError(
+            f"--model {args.model}: input shape {model.input_shape} matches no data view"
+        )
+    dataset = _load_data(args.data, _VIEW_BY_RANK[rank], args.seed)
+    if tuple(model.input_shape[1:]) != tuple(dataset.input_shape):
+        raise UsageError(
+            f"--model {args.model}: input shape {model.input_shape[1:]} does not match "
+            f"--data {args.data} ({dataset.input_shape})"
+        )
+    return model, dataset
+
+
+def run(args) -> int:
+    if not args.end_lr > args.start_lr:
+        raise UsageError(f"--end-lr ({args.end_lr:g}) must be > --start-lr ({args.start_lr:g})")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: not a directory")
+
+    import keras
+
+    from keras_lr.finder import find_lr
+
+    keras.utils.set_random_seed(args.seed)
+    if args.model in _FAMILIES:
+        model, dataset = _reference_model(args)
+        label = f"{args.model} ({args.optimizer or 'adam'})"
+    else:
+        model, dataset = _saved_model(args)
+        label = os.path.basename(args.model)
+    (x, y), _ = dataset
+    result = find_lr(
+        model, x, y, batch_size=args.batch_size, start_lr=args.start_lr, end_lr=args.end_lr,
+        num_steps=args.num_steps, seed=args.seed,
+    )
+
+    os.makedirs(args.out, exist_ok=True)
+    png = os.path.join(args.out, "lr_find.png")
+    path_json = os.path.join(args.out, "lr_find.json")
+    result.plot(path=png, title=f"LR range test: {label} on {args.data}")
+    record = result.to_dict()
+    record.update(model=args.model, data=args.data, batch_size=args.batch_size, seed=args.seed)
+    with open(path_json, "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=1)
+
+    print(f"LR range test: {label} on {args.data}, {len(result)}/{args.num_steps} steps, "
+          f"{result.stop_reason}")
+    for name, value in result.suggestions().items():
+        shown = "n/a (too few steps)" if value is None else f"{value:.3g}"
+        print(f"  {name:<8} {shown}")
+    print(f"wrote {png} and {path_json}")
+    return 0

@@ -1,0 +1,161 @@
+"""`keras-lr study`: the learning-rate x architecture study, written up as a report.
+
+Usage::
+
+    keras-lr study [--models mlp,cnn,lstm,gru] [--data digits] [--optimizers sgd,adam]
+                   [--lrs 1e-4:1:9] [--schedules constant,...] [--clip none,global_norm,agc]
+                   [--seeds N] [--epochs N] [--out DIR] [--quick] [--no-progress]
+
+Without grid flags it runs the default plan (`keras_lr.study.default_plan`: a main rate grid
+per family and optimizer plus one small sub-study per claim); `--quick` runs the CI-sized
+plan. Any of ``--models``, ``--data``, ``--optimizers``, ``--lrs``, ``--schedules``,
+``--clip`` selects a custom grid instead: the cartesian product of the given options (the
+others at their defaults). Rerunning with the same ``--out`` resumes; Ctrl-C writes a partial
+report and exits 130. Bad input exits 2 with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+
+from keras_lr.cli.common import UsageError
+
+__all__ = ["add_parser", "run"]
+
+_GRID_FLAGS = ("models", "data", "optimizers", "lrs", "schedules", "clip")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``study`` on the top-level subparsers."""
+    parser = subparsers.add_parser(
+        "study",
+        help="run the learning-rate x architecture study and write a report",
+        description="Train small MLP, CNN, LSTM and GRU models over a grid of learning "
+        "rates, optimizers, schedules and clipping rules; write DIR/report.md, "
+        "DIR/report.html, results.csv/json and figures. Reruns resume.",
+    )
+    parser.add_argument("--models", help="comma list of mlp,cnn,lstm,gru (custom grid)")
+    parser.add_argument("--data", help="data set (custom grid; default digits)")
+    parser.add_argument("--optimizers", help="comma list of sgd,adam (custom grid)")
+    parser.add_argument("--lrs", help="LOW:HIGH:N log-spaced rates, or a comma list")
+    parser.add_argument("--schedules", help="comma list of " + ",".join(_schedules()))
+    parser.add_argument("--clip", help="comma list of none,global_norm,agc")
+    parser.add_argument("--seeds", help="number of seeds (default 3; 2 with --quick)")
+    parser.add_argument("--epochs", help="epochs per run (default 8; 3 with --quick)")
+    parser.add_argument("--out", default="keras-lr-study",
+                        help="output directory (default ./keras-lr-study); reruns resume")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI-sized study: small models, 3 epochs, ~1-2 minutes")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _schedules():
+    from keras_lr.study.grid import SCHEDULES
+
+    return SCHEDULES
+
+
+def _int(name, text, minimum):
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--{name} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise UsageError(f"--{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_out(path: str) -> str:
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"--out {path!r} is not a writable directory ({error.strerror or error})"
+                         ) from None
+    return path
+
+
+def make_plan(args):
+    """The plan the arguments select (raises `UsageError` on bad input)."""
+    from keras_lr.study import grid
+
+    seeds = _int("seeds", args.seeds, 1)
+    epochs = _int("epochs", args.epochs, 1)
+    if not any(getattr(args, flag) is not None for flag in _GRID_FLAGS):
+        return grid.default_plan(quick=args.quick, seeds=seeds, epochs=epochs)
+    try:
+        families = grid.parse_list(args.models or ",".join(grid.FAMILIES), grid.FAMILIES,
+                                   "model")
+        optimizers = grid.parse_list(args.optimizers or "sgd,adam", grid.OPTIMIZERS,
+                                     "optimizer")
+        rates = grid.parse_rates(args.lrs or ("1e-3:1:4" if args.quick else "1e-4:1:9"))
+        schedules = grid.parse_list(args.schedules or "constant", grid.SCHEDULES, "schedule")
+        clips = grid.parse_list(args.clip or "none", grid.CLIPS, "clip")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    data = args.data or "digits"
+    _check_data(data, families)
+    return grid.custom_plan(families, data, optimizers, rates, schedules, clips,
+                            seeds=seeds or (1 if args.quick else 3),
+                            epochs=epochs or (3 if args.quick else 8), quick=args.quick)
+
+
+def _check_data(data, families):
+    from keras_lr.data import NAMES, available
+
+    if data not in NAMES:
+        raise UsageError(f"unknown data set {data!r}; choose from {', '.join(NAMES)}")
+    if data not in available():
+        raise UsageError(f"data set {data!r} is not available on this machine (nothing is "
+                         "downloaded); see `keras_lr.data.available()`")
+    if data == "adding":
+        bad = [f for f in families if f == "cnn"]
+        if bad:
+            raise UsageError("model 'cnn' cannot train on 'adding' (a sequence task); "
+                             "use --models mlp,lstm,gru")
+
+
+def _command(args) -> str:
+    parts = ["keras-lr", "study"]
+    for flag in (*_GRID_FLAGS, "seeds", "epochs", "out"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += [f"--{flag}", shlex.quote(str(value))]
+    if args.quick:
+        parts.append("--quick")
+    return " ".join(parts)
+
+
+def run(args) -> int:
+    plan = make_plan(args)
+    out = _check_out(args.out)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # the range tests' retracing notes are expected
+    from keras_lr.study.engine import StudyInterrupted, run_study
+
+    command = _command(args)
+    try:
+        result = run_study(plan, out, progress=not args.no_progress, command=command)
+    except StudyInterrupted as stop:
+        result = stop.result
+        print(f"keras-lr study: interrupted after {result.executed} runs; partial report in "
+              f"{result.report['markdown']} (rerun to resume)", file=sys.stderr)
+        return 130
+    counts = {}
+    for claim in result.claims:
+        counts[claim["verdict"]] = counts.get(claim["verdict"], 0) + 1
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no claims"
+    print(f"keras-lr study: {result.executed} runs in {result.seconds:.0f} s "
+          f"({result.skipped} resumed); claims: {summary}")
+    print(f"report: {result.report['markdown']} and {result.report['html']}")
+    return 0

@@ -1,0 +1,30 @@
+"""The learning-rate range test: `find_lr` and its `LRFinderResult`.
+
+Modules:
+    core: `find_lr`: argument checks, data, driving the rate and the state restore.
+    loop: the compiled chunked training loop, its per-model cache and the state copy.
+    result: `LRFinderResult` (curve, suggestions, plot, JSON).
+    suggest: fastai's ``valley``, ``steep`` and ``minimum`` suggestion rules.
+
+Example:
+
+```python
+result = keras_lr.find_lr(model, x_train, y_train, start_lr=1e-7, end_lr=10, num_steps=100)
+print(result.suggestions())
+result.plot(path="lr_find.png")
+```
+"""
+
+from keras_lr.finder.core import find_lr, range_test_rates
+from keras_lr.finder.result import STOP_REASONS, LRFinderResult
+from keras_lr.finder.suggest import minimum, steep, valley
+
+__all__ = [
+    "STOP_REASONS",
+    "LRFinderResult",
+    "find_lr",
+    "minimum",
+    "range_test_rates",
+    "steep",
+    "valley",
+]

@@ -1,0 +1,25 @@
+"""Optimizer wrappers: a shared learning-rate scale, layer-wise multipliers."""
+
+from keras_lr.optimizers.base import (
+    LRWrapper,
+    base_optimizer,
+    current_learning_rate,
+    find_lr_scale,
+    unwrap,
+)
+from keras_lr.optimizers.layerwise import LayerwiseLR, LayerwiseRow
+from keras_lr.optimizers.rules import Paths, discriminative, gate_multipliers, layer_decay
+
+__all__ = [
+    "LRWrapper",
+    "LayerwiseLR",
+    "LayerwiseRow",
+    "Paths",
+    "base_optimizer",
+    "current_learning_rate",
+    "discriminative",
+    "find_lr_scale",
+    "gate_multipliers",
+    "layer_decay",
+    "unwrap",
+]

@@ -1,0 +1,71 @@
+"""The empirical learning-rate x architecture study behind ``keras-lr study``.
+
+Modules:
+    grid: run configs, ``--lrs`` parsing, the default, quick and custom plans.
+    runner: one training run (compiled once per group, reset between rates and seeds).
+    metrics: divergence, epochs to target, oscillation, stable range, aggregation.
+    claims: the structural claims and their verdict rule.
+    figures, report: PNG figures, report.md and a self-contained report.html.
+    store: results.jsonl (resume), results.csv, results.json.
+    engine: `run_study`, progress bar, Ctrl-C handling.
+
+Example:
+
+```python
+from keras_lr import study
+
+plan = study.default_plan(quick=True)
+result = study.run_study(plan, "study_out")
+print([(c["claim"], c["subject"], c["verdict"]) for c in result.claims])
+```
+"""
+
+from keras_lr.study.claims import CLAIMS, evaluate_claims, verdict
+from keras_lr.study.engine import StudyInterrupted, StudyResult, run_study, write_outputs
+from keras_lr.study.grid import (
+    CLIPS,
+    FAMILIES,
+    MULTIPLIERS,
+    OPTIMIZERS,
+    SCHEDULES,
+    Plan,
+    RangeTestConfig,
+    RunConfig,
+    Stage,
+    custom_plan,
+    default_plan,
+    parse_list,
+    parse_rates,
+    rate_grid,
+)
+from keras_lr.study.runner import Runner, make_optimizer, make_schedule, run_group
+from keras_lr.study.store import Store
+
+__all__ = [
+    "CLAIMS",
+    "CLIPS",
+    "FAMILIES",
+    "MULTIPLIERS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Plan",
+    "RangeTestConfig",
+    "RunConfig",
+    "Runner",
+    "Stage",
+    "Store",
+    "StudyInterrupted",
+    "StudyResult",
+    "custom_plan",
+    "default_plan",
+    "evaluate_claims",
+    "make_optimizer",
+    "make_schedule",
+    "parse_list",
+    "parse_rates",
+    "rate_grid",
+    "run_group",
+    "run_study",
+    "verdict",
+    "write_outputs",
+]

@@ -1,0 +1,133 @@
+"""Run a study plan: resume from the store, show progress, write the report, survive Ctrl-C.
+
+`run_study` expands the plan stage by stage (a stage may depend on the results of earlier
+ones), skips every config whose key is already in ``DIR/runs.jsonl``, runs the rest (grouped
+so that each compiled trainer is reused), appends each record as it finishes, and finally
+writes ``results.csv``, ``results.json``, the figures and ``report.md``/``report.html``. On
+``KeyboardInterrupt`` it writes the same outputs from the finished runs, marks the report as
+partial and re-raises (the CLI then exits with 130); a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from keras_lr.study import claims as claims_mod
+from keras_lr.study import metrics
+from keras_lr.study.grid import Plan
+from keras_lr.study.report import write_report
+from keras_lr.study.runner import Runner
+from keras_lr.study.store import Store, write_tables
+
+__all__ = ["StudyResult", "run_study", "write_outputs"]
+
+
+@dataclasses.dataclass
+class StudyResult:
+    """What `run_study` did: runs executed now, skipped (already stored), total stored."""
+
+    directory: str
+    executed: int
+    skipped: int
+    total: int
+    seconds: float
+    interrupted: bool
+    claims: list
+    report: dict
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.fields[stage]}[/] {task.description}"),
+                    BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled, transient=False)
+
+
+def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | None = None,
+              command: str | None = None) -> StudyResult:
+    """Run (or resume) `plan` with outputs in `directory`; see the module docstring."""
+    start = time.perf_counter()
+    store = Store(directory)
+    records = store.load()
+    done = {r["key"] for r in records}
+    runner = runner or Runner()
+    executed = skipped = 0
+    interrupted = False
+    estimate = sum(max(len(s.expand(records)), s.size_hint) for s in plan.stages)
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task("", total=estimate, stage="")
+            for stage in plan.stages:
+                configs = list(dict.fromkeys(stage.expand(records)))
+                todo = [c for c in configs if c.key not in done]
+                skipped += len(configs) - len(todo)
+                bar.update(task, advance=len(configs) - len(todo))
+                todo.sort(key=lambda c: (c.kind, getattr(c, "group", ()), c.seed))
+                for config in todo:
+                    bar.update(task, description=config.label(), stage=stage.name)
+                    if config.kind == "run":
+                        record = runner.run(config)
+                    else:
+                        record = runner.run_range_test(config)
+                    store.append(record)
+                    records.append(record)
+                    done.add(record["key"])
+                    executed += 1
+                    bar.update(task, advance=1,
+                               total=max(bar.tasks[0].total or 0, executed + skipped))
+    except KeyboardInterrupt:
+        interrupted = True
+    seconds = time.perf_counter() - start
+    claim_rows, report = write_outputs(directory, records, plan, executed=executed,
+                                       skipped=skipped, seconds=seconds,
+                                       interrupted=interrupted, command=command)
+    result = StudyResult(str(directory), executed, skipped, len(records), seconds,
+                         interrupted, claim_rows, report)
+    if interrupted:
+        raise StudyInterrupted(result)
+    return result
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Raised by `run_study` after writing the partial report; carries the `StudyResult`."""
+
+    def __init__(self, result: StudyResult):
+        super().__init__("study interrupted")
+        self.result = result
+
+
+def write_outputs(directory, records, plan: Plan, *, executed=0, skipped=0, seconds=0.0,
+                  interrupted=False, command=None):
+    """Write the tables, figures and report from `records`; return (claims, report paths)."""
+    import keras
+
+    claim_rows = claims_mod.evaluate_claims(records)
+    aggregates = metrics.aggregate(records)
+    settings = {"plan": plan.description, **plan.settings}
+    write_tables(directory, records, aggregates, claim_rows, settings)
+    state = "PARTIAL (interrupted; rerun the same command to resume)" if interrupted \
+        else "complete"
+    status = (
+        f"Status: {state}. {len(records)} runs stored ({executed} run now in "
+        f"{seconds:.0f} s, {skipped} resumed from the store). Command: "
+        f"`{command or 'keras-lr study'}`. Generated {time.strftime('%Y-%m-%d %H:%M')} with "
+        f"keras {keras.__version__} ({keras.backend.backend()}), Python "
+        f"{platform.python_version()}, {os.cpu_count()} CPU cores, {sys.platform}."
+    )
+    report = write_report(Path(directory), records, claim_rows, settings, status)
+    return claim_rows, report

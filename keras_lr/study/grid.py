@@ -1,0 +1,390 @@
+"""The study's grid: run configurations, option parsing and the default and quick plans.
+
+A *run* is one training of one model on one data set at one learning rate and seed. It is
+described by a frozen `RunConfig`; its `key` (a hash of every field that changes the result)
+names it in the results store, so a rerun with the same output directory skips it.
+
+Runs that differ only in `lr`, `seed` and `schedule` share a *group* (`RunConfig.group`): the
+runner builds and compiles one model and optimizer per group and resets them between runs (the
+rate and the schedule are fed as a per-step rate table, see `keras_lr.study.runner`).
+
+A *plan* is a list of stages. A stage is either a fixed list of configs or a function of the
+results finished so far (the schedule sub-study samples rates around the measured optimum of
+the constant schedule), so the default grid is not the full cartesian product: a main
+learning-rate grid per family and optimizer, then small targeted sub-studies, one per claim
+(see `keras_lr.study.claims`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "CLIPS",
+    "FAMILIES",
+    "MULTIPLIERS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SIZES",
+    "Plan",
+    "RangeTestConfig",
+    "RunConfig",
+    "Stage",
+    "custom_plan",
+    "default_plan",
+    "parse_list",
+    "parse_rates",
+    "rate_grid",
+]
+
+FAMILIES = ("mlp", "cnn", "lstm", "gru")
+"""Model families the study knows (`keras_lr.models` builders)."""
+OPTIMIZERS = ("sgd", "adam")
+"""``sgd`` is SGD with momentum 0.9; ``adam`` is Keras's Adam with its default betas."""
+SCHEDULES = (
+    "constant", "step", "exponential", "cosine", "warmup", "warmup_cosine", "onecycle",
+)
+"""Schedule shapes (peak rate 1, scaled by the run's rate; see `runner.make_schedule`)."""
+CLIPS = ("none", "global_norm", "agc")
+"""Gradient clipping: none, ``GlobalNorm(1.0)``, ``AdaptiveClip(0.05)`` (via GradientGuard)."""
+MULTIPLIERS = ("none", "conv_x10", "dense_x10", "gates_x4")
+"""Layer-wise multipliers (LayerwiseLR): conv or dense layers x10, LSTM/GRU gates x4."""
+SIZES = ("default", "quick")
+"""Model sizes, see `runner.MODEL_KWARGS`."""
+
+
+def _fmt_rate(lr: float) -> float:
+    """Round a rate to 6 significant digits so that hashes do not depend on float noise."""
+    return float(f"{float(lr):.6g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training run. Every field enters `key`.
+
+    Attributes:
+        family: model family, one of `FAMILIES`.
+        data: data-set name (`keras_lr.data.NAMES`), e.g. ``"digits"`` or ``"adding"``.
+        optimizer: one of `OPTIMIZERS`.
+        lr: the peak learning rate (the schedule's value 1.0 maps to it).
+        seed: initialisation and shuffling seed (the data split is fixed, seed 0).
+        schedule: one of `SCHEDULES`.
+        clip: one of `CLIPS`.
+        multipliers: one of `MULTIPLIERS`.
+        epochs: number of epochs.
+        batch_size: batch size.
+        size: model size, one of `SIZES`.
+        limit: keep at most this many samples of the data set (None: all).
+    """
+
+    family: str
+    data: str
+    optimizer: str
+    lr: float
+    seed: int
+    schedule: str = "constant"
+    clip: str = "none"
+    multipliers: str = "none"
+    epochs: int = 10
+    batch_size: int = 32
+    size: str = "default"
+    limit: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr", _fmt_rate(self.lr))
+
+    kind = "run"
+
+    @property
+    def key(self) -> str:
+        """A 16-hex-digit hash of the fields: the run's identity in the results store."""
+        return _hash({"kind": self.kind, **dataclasses.asdict(self)})
+
+    @property
+    def group(self) -> tuple:
+        """Runs with the same group share one compiled model and optimizer."""
+        return (self.family, self.data, self.optimizer, self.clip, self.multipliers,
+                self.epochs, self.batch_size, self.size, self.limit)
+
+    @property
+    def variant(self) -> str:
+        """Everything but the rate and the seed (one curve of score against rate), as text."""
+        fields = dataclasses.asdict(self)
+        del fields["lr"], fields["seed"]
+        return "|".join(f"{k}={v}" for k, v in fields.items())
+
+    def label(self) -> str:
+        extra = [x for x in (self.schedule, self.clip, self.multipliers)
+                 if x not in ("constant", "none")]
+        tail = f" {'+'.join(extra)}" if extra else ""
+        return (f"{self.family}/{self.data} {self.optimizer}{tail} lr={self.lr:.3g} "
+                f"seed={self.seed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeTestConfig:
+    """One learning-rate range test (`keras_lr.find_lr`) of a family and optimizer."""
+
+    family: str
+    data: str
+    optimizer: str
+    seed: int
+    batch_size: int = 32
+    size: str = "default"
+    limit: int | None = None
+    num_steps: int = 100
+    start_lr: float = 1e-5
+    end_lr: float = 10.0
+
+    kind = "range_test"
+
+    @property
+    def key(self) -> str:
+        return _hash({"kind": self.kind, **dataclasses.asdict(self)})
+
+    def label(self) -> str:
+        return f"range test {self.family}/{self.data} {self.optimizer} seed={self.seed}"
+
+
+def _hash(fields: dict) -> str:
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class Stage:
+    """A named list of configs, or a function ``records -> configs`` run after earlier stages."""
+
+    name: str
+    configs: Sequence | Callable[[list[dict]], Sequence]
+    size_hint: int = 0  # expected size of a dynamic stage, for the progress bar's ETA
+
+    def expand(self, records: list[dict]) -> list:
+        configs = self.configs(records) if callable(self.configs) else self.configs
+        return list(configs)
+
+
+@dataclasses.dataclass
+class Plan:
+    """The whole study: its stages and the settings the report shows."""
+
+    stages: list[Stage]
+    rates: tuple[float, ...]
+    description: str
+    settings: dict = dataclasses.field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- parsing
+def rate_grid(low: float, high: float, n: int) -> tuple[float, ...]:
+    """``n`` log-spaced rates from `low` to `high` (both included), rounded to 6 digits.
+
+    Example:
+        >>> rate_grid(1e-3, 1e-1, 3)
+        (0.001, 0.01, 0.1)
+    """
+    if n == 1:
+        return (_fmt_rate(low),)
+    return tuple(_fmt_rate(r) for r in np.geomspace(low, high, n))
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"rates must be positive and finite: {text!r}")
+    return value
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """Parse ``--lrs``: ``a:b:n`` (n log-spaced rates from a to b) or a comma list.
+
+    Returns sorted, de-duplicated rates.
+
+    Raises:
+        ValueError: a malformed spec, a non-positive rate, ``a >= b`` or ``n < 1``.
+
+    Example:
+        >>> parse_rates("1e-4:1:5")
+        (0.0001, 0.001, 0.01, 0.1, 1.0)
+        >>> parse_rates("0.1,0.01")
+        (0.01, 0.1)
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("empty learning-rate list")
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"expected LOW:HIGH:N, got {text!r}")
+        low, high = _positive(parts[0]), _positive(parts[1])
+        try:
+            n = int(parts[2])
+        except ValueError:
+            raise ValueError(f"N must be an integer in LOW:HIGH:N, got {parts[2]!r}") from None
+        if n < 1:
+            raise ValueError(f"N must be >= 1 in LOW:HIGH:N, got {n}")
+        if n > 1 and not high > low:
+            raise ValueError(f"HIGH must be > LOW in LOW:HIGH:N, got {text!r}")
+        return rate_grid(low, high, n)
+    rates = {_fmt_rate(_positive(part)) for part in text.split(",") if part.strip()}
+    if not rates:
+        raise ValueError(f"empty learning-rate list: {text!r}")
+    return tuple(sorted(rates))
+
+
+def parse_list(text: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
+    """Parse a comma list of names, each one of `choices`, keeping the order given.
+
+    Example:
+        >>> parse_list("adam,sgd", ("sgd", "adam"), "optimizer")
+        ('adam', 'sgd')
+    """
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"empty {what} list")
+    for name in names:
+        if name not in choices:
+            raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(choices)}")
+    return tuple(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------- plans
+def _runs(families, data, optimizers, rates, seeds, **fixed):
+    return [
+        RunConfig(family=f, data=data, optimizer=o, lr=r, seed=s, **fixed)
+        for f, o, r, s in itertools.product(families, optimizers, rates, seeds)
+    ]
+
+
+def _range_tests(families, data, optimizers, seeds, **fixed):
+    return [
+        RangeTestConfig(family=f, data=data, optimizer=o, seed=s, **fixed)
+        for f, o, s in itertools.product(families, optimizers, seeds)
+    ]
+
+
+def _best_rates(records, family, data, optimizer, common, rates, count):
+    """The constant-schedule optimum of (family, optimizer) and the next `count - 1` higher
+    grid rates: where a decaying schedule's peak rate is expected to be."""
+    from keras_lr.study.metrics import best_rate
+
+    chosen = [r for r in records if r.get("kind") == "run" and r["family"] == family
+              and r["data"] == data and r["optimizer"] == optimizer
+              and r["schedule"] == "constant" and r["clip"] == "none"
+              and r["multipliers"] == "none"
+              and all(r[k] == v for k, v in common.items())]
+    best = best_rate(chosen)
+    if best is None:
+        return ()
+    index = int(np.argmin([abs(math.log(r / best)) for r in rates]))
+    return tuple(rates[index:index + count])
+
+
+def default_plan(quick: bool = False, seeds: int | None = None,
+                 epochs: int | None = None) -> Plan:
+    """The default study (or the `--quick` one): main grid plus one sub-study per claim.
+
+    Default: MLP, CNN, LSTM, GRU on digits, 8 epochs, 3 seeds, rates ``1e-4:1:9`` (the
+    sub-studies use the upper seven, ``1e-3`` to ``1``, where stable ranges end).
+
+    * main: every family x {sgd, adam} x every rate, constant schedule;
+    * warmup and clip: every family x adam x every rate, with linear warmup over the first
+      epoch (``warmup``) or with ``GlobalNorm(1.0)`` clipping;
+    * adding: LSTM and GRU x adam on the adding problem (length 20, 12 epochs) x {none,
+      global_norm, agc} x every rate (the clipping claim);
+    * layerwise: CNN x adam with conv or dense layers at 10x the rate;
+    * gates: LSTM x adam with the gate (i, f, o) rates x4;
+    * schedules: every family x adam x {step, exponential, cosine, warmup_cosine, onecycle}
+      at the constant optimum and the next higher grid rate;
+    * range tests: every family x {sgd, adam} x seed.
+
+    Quick (`--quick`, for CI): smaller models, 3 epochs, 2 seeds, 600 digits samples, rates
+    ``1e-3:1:4``, fewer sub-studies (no GRU, no AGC, schedules cosine and warmup_cosine).
+    """
+    if quick:
+        families = ("mlp", "cnn", "lstm")
+        rates = rate_grid(1e-3, 1.0, 4)
+        seeds_ = tuple(range(seeds if seeds is not None else 2))
+        common = dict(epochs=epochs or 3, batch_size=32, size="quick", limit=600)
+        adding_common = dict(epochs=epochs or 3, batch_size=32, size="quick", limit=400)
+        clips = ("none", "global_norm")
+        rnns = ("lstm",)
+        schedules = ("cosine", "warmup_cosine")
+        schedule_rates = 1
+        upper = rates
+        description = "quick study (CI smoke run)"
+    else:
+        families = FAMILIES
+        rates = rate_grid(1e-4, 1.0, 9)
+        seeds_ = tuple(range(seeds if seeds is not None else 3))
+        common = dict(epochs=epochs or 8, batch_size=32, size="default", limit=None)
+        adding_common = dict(epochs=epochs or 12, batch_size=32, size="default", limit=None)
+        clips = CLIPS
+        rnns = ("lstm", "gru")
+        schedules = ("step", "exponential", "cosine", "warmup_cosine", "onecycle")
+        schedule_rates = 2
+        upper = rates[2:]  # sub-studies: 1e-3..1, where the stable ranges end
+        description = "default study"
+
+    stages = [
+        Stage("main", _runs(families, "digits", OPTIMIZERS, rates, seeds_, **common)),
+        Stage("range tests", _range_tests(
+            families, "digits", OPTIMIZERS, seeds_,
+            **{k: common[k] for k in ("batch_size", "size", "limit")})),
+        Stage("warmup", _runs(families, "digits", ("adam",), upper, seeds_,
+                              schedule="warmup", **common)),
+        Stage("clip", _runs(families, "digits", ("adam",), upper, seeds_,
+                            clip="global_norm", **common)),
+        Stage("adding", [c for clip in clips for c in _runs(
+            rnns, "adding", ("adam",), upper, seeds_, clip=clip, **adding_common)]),
+    ]
+    if "cnn" in families:
+        stages.append(Stage("layerwise", [c for m in ("conv_x10", "dense_x10") for c in _runs(
+            ("cnn",), "digits", ("adam",), upper, seeds_, multipliers=m, **common)]))
+    stages.append(Stage("gates", _runs(("lstm",), "digits", ("adam",), upper, seeds_,
+                                       multipliers="gates_x4", **common)))
+
+    def schedule_stage(records):
+        out = []
+        for family in families:
+            for schedule in schedules:
+                best = _best_rates(records, family, "digits", "adam", common, rates,
+                                   schedule_rates)
+                out += _runs((family,), "digits", ("adam",), best, seeds_,
+                             schedule=schedule, **common)
+        return out
+
+    stages.append(Stage("schedules", schedule_stage,
+                        len(families) * len(schedules) * schedule_rates * len(seeds_)))
+    settings = {"families": families, "data": "digits (adding for the clipping claim)",
+                "optimizers": OPTIMIZERS, "rates": rates, "seeds": len(seeds_), **common}
+    return Plan(stages, rates, description, settings)
+
+
+def custom_plan(families: Sequence[str], data: str, optimizers: Sequence[str],
+                rates: Sequence[float], schedules: Sequence[str], clips: Sequence[str],
+                seeds: int, epochs: int, quick: bool = False) -> Plan:
+    """The cartesian product of the given options (the explicit CLI flags), plus range tests."""
+    common = dict(epochs=epochs, batch_size=32, size="quick" if quick else "default",
+                  limit=600 if quick and data != "adding" else None)
+    seeds_ = tuple(range(seeds))
+    runs = [RunConfig(family=f, data=data, optimizer=o, lr=r, seed=s, schedule=sc, clip=c,
+                      **common)
+            for f, o, sc, c, r, s in itertools.product(families, optimizers, schedules, clips,
+                                                       rates, seeds_)]
+    tests = _range_tests(families, data, optimizers, seeds_,
+                         **{k: common[k] for k in ("batch_size", "size", "limit")})
+    settings = {"families": tuple(families), "data": data, "optimizers": tuple(optimizers),
+                "rates": tuple(rates), "schedules": tuple(schedules), "clips": tuple(clips),
+                "seeds": seeds, **common}
+    return Plan([Stage("grid", runs), Stage("range tests", tests)], tuple(rates),
+                "custom grid", settings)

@@ -1,0 +1,410 @@
+"""One training run of the study, and the compiled machinery that makes thousands cheap.
+
+For tiny models the cost of a run is dominated by tracing and XLA compilation, not by the
+arithmetic. So the runner compiles once per *group* (`RunConfig.group`: family, data,
+optimizer, clipping, multipliers, epochs, batch size) and reuses the compiled functions for
+every rate, seed and schedule of the group:
+
+* the optimizer is built with a base rate of 1.0 and wrapped in a keras-lr wrapper
+  (`LRWrapper`, or `GradientGuard` / `LayerwiseLR`, which are wrappers too); the run's rate
+  enters only through the wrapper's shared ``lr_scale`` variable;
+* the schedule is evaluated on the host for every step (``keras_lr.schedules.values`` of the
+  real schedule object, peak 1.0) and multiplied by the rate: the compiled epoch loop assigns
+  ``lr_scale = rate_table[step]`` before each step. Nothing is retraced between runs;
+* between runs the model's weights are set to the seeded initial weights of
+  ``keras_lr.models.build(..., seed=seed)`` and every optimizer variable (slots,
+  iterations, the guard's counters) is put back to its freshly built value, so a run gives
+  the same numbers as a freshly built model (tested).
+
+One epoch is one compiled call: a ``tf.while_loop`` over the steps, each step a
+``GradientTape`` forward/backward pass and ``optimizer.apply`` (the whole epoch is
+XLA-compiled for MLPs and RNNs; CNNs run as a plain TensorFlow graph, which on CPU compiles
+in a tenth of the time and runs about as fast as XLA for these sizes). The
+batch order is a seeded permutation per epoch (``numpy.random.default_rng([seed, 1])``); the
+incomplete last batch is dropped so every step has one shape. The validation set is scored
+in one compiled call after each epoch.
+
+`run_group` is the plug-in point for a parallel engine (e.g. ``keras_lr.sweep``): it receives
+configs of one group (differing in rate, seed and schedule only) and yields one record each.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from keras_lr.study.grid import RangeTestConfig, RunConfig
+from keras_lr.study.metrics import divergence_epoch, epochs_to_target, oscillation
+
+__all__ = [
+    "ADDING_KWARGS",
+    "MODEL_KWARGS",
+    "TARGET_SCORE",
+    "Runner",
+    "make_optimizer",
+    "make_schedule",
+    "run_group",
+]
+
+MODEL_KWARGS = {
+    "default": {"mlp": {"hidden": (64,)}, "cnn": {"filters": (16, 32), "dense": 64},
+                "lstm": {"units": 32}, "gru": {"units": 32}},
+    "quick": {"mlp": {"hidden": (32,)}, "cnn": {"filters": (8, 16), "dense": 32},
+              "lstm": {"units": 16}, "gru": {"units": 16}},
+}
+"""`keras_lr.models.build` arguments per model size and family."""
+ADDING_KWARGS = {"n": 1000, "length": 20}
+"""The adding problem used by the study: 1,000 sequences of 20 steps."""
+TARGET_SCORE = 0.9
+"""Target of `epochs_to_target`: 0.9 accuracy (classification) or 0.9 skill (regression)."""
+_EPOCH_JIT = ("mlp", "lstm", "gru")  # whole epoch under XLA; CNN: TF graph (compiles faster)
+
+
+def make_schedule(name: str, total_steps: int, steps_per_epoch: int, peak: float = 1.0):
+    """The keras-lr schedule of a study schedule name, with peak rate `peak` (1.0 in the study,
+    where the run's rate scales it).
+
+    With ``T = total_steps`` and ``W = steps_per_epoch`` (at most ``T // 2``):
+
+    * ``constant``: ``Constant(peak)``;
+    * ``step``: ``StepDecay(peak, step_size=ceil(T / 3), gamma=0.1)`` (two drops);
+    * ``exponential``: ``ExponentialDecay(peak, gamma=0.01 ** (1 / T))`` (to 1% at the end);
+    * ``cosine``: ``CosineDecay(peak, T)``;
+    * ``warmup``: ``Warmup(Constant(peak), W)`` (linear warmup over the first epoch);
+    * ``warmup_cosine``: ``Warmup(CosineDecay(peak, T - W), W)``;
+    * ``onecycle``: ``OneCycle(peak, T)`` (PyTorch's defaults).
+    """
+    from keras_lr import schedules
+
+    warm = max(1, min(steps_per_epoch, total_steps // 2))
+    if name == "constant":
+        return schedules.Constant(peak)
+    if name == "step":
+        return schedules.StepDecay(peak, step_size=max(1, math.ceil(total_steps / 3)),
+                                   gamma=0.1)
+    if name == "exponential":
+        return schedules.ExponentialDecay(peak, gamma=0.01 ** (1.0 / total_steps))
+    if name == "cosine":
+        return schedules.CosineDecay(peak, total_steps)
+    if name == "warmup":
+        return schedules.Warmup(schedules.Constant(peak), warm)
+    if name == "warmup_cosine":
+        return schedules.Warmup(schedules.CosineDecay(peak, max(1, total_steps - warm)), warm)
+    if name == "onecycle":
+        return schedules.OneCycle(peak, total_steps)
+    raise ValueError(f"unknown schedule {name!r}")
+
+
+def make_optimizer(name: str, learning_rate=1.0, clip: str = "none",
+                   multipliers: str = "none", model=None):
+    """The study's optimizer: a keras-lr wrapper around SGD (momentum 0.9) or Adam.
+
+    Args:
+        name: ``"sgd"`` or ``"adam"``.
+        learning_rate: float or schedule of the inner optimizer.
+        clip: ``"none"``, ``"global_norm"`` (``GlobalNorm(1.0)``) or ``"agc"``
+            (``AdaptiveClip(0.05)``), applied by a `GradientGuard` (non-finite steps are not
+            skipped: the study measures divergence).
+        multipliers: ``"none"``, ``"conv_x10"``, ``"dense_x10"`` or ``"gates_x4"`` (the i, f,
+            o gates of an LSTM, z and r of a GRU), applied by `LayerwiseLR`; needs `model`.
+        model: the built model (for the multiplier rules).
+    """
+    import keras
+
+    from keras_lr.guards import AdaptiveClip, GlobalNorm, GradientGuard
+    from keras_lr.optimizers import LayerwiseLR, LRWrapper
+
+    if name == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9)
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}")
+    wrapped = optimizer
+    if multipliers != "none":
+        wrapped = LayerwiseLR(wrapped, multiplier_rules(multipliers, model))
+    if clip != "none":
+        rule = {"global_norm": GlobalNorm(1.0), "agc": AdaptiveClip(0.05)}[clip]
+        wrapped = GradientGuard(wrapped, clip=rule, skip_nonfinite=False)
+    if wrapped is optimizer:
+        wrapped = LRWrapper(optimizer)
+    return wrapped
+
+
+def multiplier_rules(multipliers: str, model) -> list:
+    """`LayerwiseLR` rules of a study multiplier name (see `make_optimizer`)."""
+    from keras_lr.optimizers import gate_multipliers
+
+    if multipliers == "conv_x10":
+        return [(r"/conv_\d+/", 10.0)]
+    if multipliers == "dense_x10":
+        return [(r"/(dense_\d+|output)/", 10.0)]
+    if multipliers == "gates_x4":
+        layer = model.layers[0]
+        gates = {"LSTM": {"i": 4.0, "f": 4.0, "o": 4.0}, "GRU": {"z": 4.0, "r": 4.0}}
+        return gate_multipliers(layer, **gates[type(layer).__name__])
+    raise ValueError(f"unknown multipliers {multipliers!r}")
+
+
+class _Data:
+    """A loaded data set with its loss, score and baseline."""
+
+    def __init__(self, family: str, name: str, limit):
+        from keras_lr import data
+
+        kwargs = dict(ADDING_KWARGS) if name == "adding" else {}
+        self.ds = data.load(name, view=data.view_for(family), seed=0, limit=limit, **kwargs)
+        self.regression = self.ds.num_classes is None
+        self.baseline_score = 0.0 if self.regression else 1.0 / self.ds.num_classes
+        self.baseline_mse = data.BASELINE_MSE
+
+
+class Runner:
+    """Runs configs, caching data, initial weights and one compiled trainer per group."""
+
+    def __init__(self):
+        self._data: dict = {}
+        self._weights: dict = {}
+        self._trainers: dict = {}
+        self._finders: dict = {}
+
+    def data(self, family: str, name: str, limit) -> _Data:
+        key = (family, name, limit)
+        if key not in self._data:
+            self._data[key] = _Data(family, name, limit)
+        return self._data[key]
+
+    def initial_weights(self, family, size, data: _Data, seed):
+        key = (family, size, data.ds.name, data.ds.input_shape, seed)
+        if key not in self._weights:
+            self._weights[key] = [np.array(w) for w in _build(family, size, data, seed)
+                                  .get_weights()]
+        return self._weights[key]
+
+    def run(self, config: RunConfig) -> dict:
+        """Train one run and return its record."""
+        trainer = self._trainers.get(config.group)
+        if trainer is None:
+            trainer = _Trainer(self, config)
+            self._trainers[config.group] = trainer
+        return trainer.run(config)
+
+    def run_range_test(self, config: RangeTestConfig) -> dict:
+        """Run `keras_lr.find_lr` for one family, optimizer and seed; return its record."""
+        return _range_test(self, config)
+
+
+def run_group(configs: Iterable[RunConfig], runner: Runner | None = None) -> Iterator[dict]:
+    """Run configs that share a group (same model, data and optimizer; they differ in rate,
+    seed and schedule only), yielding one record per config as it finishes.
+
+    This is the seam for a parallel engine: a replacement may train the whole list at once
+    and must yield records with the same fields.
+    """
+    runner = runner or Runner()
+    for config in configs:
+        yield runner.run(config)
+
+
+def _build(family, size, data: _Data, seed):
+    from keras_lr import models
+
+    return models.build(family, data.ds.input_shape, data.ds.num_classes, seed=seed,
+                        **MODEL_KWARGS[size][family])
+
+
+class _Trainer:
+    """The compiled model, optimizer and functions of one group."""
+
+    def __init__(self, runner: Runner, config: RunConfig):
+        import keras
+        import tensorflow as tf
+
+        from keras_lr.optimizers import find_lr_scale
+
+        self.runner = runner
+        self.data = runner.data(config.family, config.data, config.limit)
+        ds = self.data.ds
+        self.model = model = _build(config.family, config.size, self.data, 0)
+        self.optimizer = opt = make_optimizer(config.optimizer, 1.0, config.clip,
+                                              config.multipliers, model)
+        with keras.name_scope(opt.name, caller=opt):
+            opt.build(model.trainable_variables)
+        self.scale = find_lr_scale(opt)
+        self.opt_variables = list(opt.variables)
+        self.opt_initial = [np.array(keras.ops.convert_to_numpy(v)) for v in self.opt_variables]
+        self.batch_size = config.batch_size
+        self.steps = len(ds.x_train) // config.batch_size
+        if self.steps < 1:
+            raise ValueError(
+                f"{len(ds.x_train)} training samples are fewer than one batch of "
+                f"{config.batch_size}"
+            )
+        x_train, y_train = tf.constant(ds.x_train), tf.constant(ds.y_train)
+        x_val, y_val = tf.constant(ds.x_val), tf.constant(ds.y_val)
+        regression = self.data.regression
+        baseline_mse = float(self.data.baseline_mse)
+
+        def loss_and_score(y, pred):
+            if regression:
+                mse = keras.ops.mean(keras.ops.square(pred[:, 0] - keras.ops.cast(y, pred.dtype)))
+                return mse, 1.0 - mse / baseline_mse
+            loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, pred))
+            hits = keras.ops.equal(keras.ops.cast(keras.ops.argmax(pred, -1), "int32"),
+                                   keras.ops.cast(y, "int32"))
+            return loss, keras.ops.mean(keras.ops.cast(hits, "float32"))
+
+        variables = model.trainable_variables
+        scale = self.scale
+
+        def step(x, y, rate):
+            scale.assign(rate)
+            with tf.GradientTape() as tape:
+                loss, _ = loss_and_score(y, model(x, training=True))
+            grads = tape.gradient(loss, variables)
+            opt.apply(grads, variables)
+            return loss
+
+        epoch_jit = config.family in _EPOCH_JIT
+        steps = self.steps
+
+        def epoch(perm, rates):
+            def body(j, out):
+                idx = perm[j]
+                loss = step(tf.gather(x_train, idx), tf.gather(y_train, idx), rates[j])
+                return j + 1, out.write(j, loss)
+
+            _, out = tf.while_loop(lambda j, _: j < steps, body,
+                                   (tf.constant(0), tf.TensorArray(tf.float32, steps)))
+            return out.stack()
+
+        self.epoch = tf.function(epoch, jit_compile=epoch_jit)
+
+        @tf.function(jit_compile=epoch_jit)
+        def evaluate():
+            return loss_and_score(y_val, model(x_val, training=False))
+
+        self.evaluate = evaluate
+        self.n_train = len(ds.x_train)
+
+    def reset(self, config: RunConfig):
+        weights = self.runner.initial_weights(config.family, config.size, self.data, config.seed)
+        self.model.set_weights(weights)
+        for variable, value in zip(self.opt_variables, self.opt_initial):
+            variable.assign(value)
+
+    def rate_table(self, config: RunConfig) -> np.ndarray:
+        from keras_lr.schedules import values
+
+        total = config.epochs * self.steps
+        shape = values(make_schedule(config.schedule, total, self.steps), total)
+        return (np.asarray(shape, np.float64) * config.lr).astype(np.float32)
+
+    def run(self, config: RunConfig) -> dict:
+        import keras
+
+        start = time.perf_counter()
+        keras.utils.set_random_seed(config.seed)
+        self.reset(config)
+        table = self.rate_table(config)
+        initial_loss, _ = (float(v) for v in self.evaluate())
+        rng = np.random.default_rng([config.seed, 1])
+        used = self.steps * self.batch_size
+        train_losses, val_losses, scores, step_losses = [], [], [], []
+        diverged_at = None
+        for e in range(config.epochs):
+            perm = rng.permutation(self.n_train)[:used].reshape(self.steps, self.batch_size)
+            rates = table[e * self.steps:(e + 1) * self.steps]
+            losses = self.epoch(perm.astype(np.int32), rates).numpy().astype(np.float64)
+            val_loss, score = (float(v) for v in self.evaluate())
+            step_losses.append(losses)
+            train_losses.append(float(np.mean(losses)))
+            val_losses.append(val_loss)
+            scores.append(score if math.isfinite(score) else float("nan"))
+            diverged_at = divergence_epoch(initial_loss, train_losses, val_losses)
+            if diverged_at is not None:
+                break
+        return self._record(config, initial_loss, train_losses, val_losses, scores,
+                            step_losses, diverged_at, time.perf_counter() - start)
+
+    def _record(self, config, initial_loss, train_losses, val_losses, scores, step_losses,
+                diverged_at, seconds):
+        import dataclasses
+
+        base = self.data.baseline_score
+        diverged = diverged_at is not None
+        finite = [s for s in scores if math.isfinite(s)]
+        final_score = base if diverged or not finite else scores[-1]
+        best_score = max(finite) if finite else base
+        if diverged:
+            best_score = max([base] + [s for s in finite[:diverged_at]])
+        finite_losses = [v for v in val_losses if math.isfinite(v)]
+        half = max(1, math.ceil(config.epochs / 2))
+        tail = np.concatenate(step_losses[-half:]) if step_losses else np.zeros(0)
+        return {
+            "kind": "run",
+            "key": config.key,
+            "variant": config.variant,
+            **dataclasses.asdict(config),
+            "regression": self.data.regression,
+            "baseline_score": base,
+            "initial_loss": initial_loss,
+            "final_score": final_score,
+            "best_score": best_score,
+            "final_val_acc": None if self.data.regression else final_score,
+            "best_val_acc": None if self.data.regression else best_score,
+            "final_loss": val_losses[-1] if not diverged else float("nan"),
+            "best_loss": min(finite_losses) if finite_losses else float("nan"),
+            "diverged": diverged,
+            "diverged_epoch": None if not diverged else diverged_at + 1,
+            "epochs_run": len(val_losses),
+            "epochs_to_target": epochs_to_target(scores[: diverged_at], TARGET_SCORE)
+            if diverged else epochs_to_target(scores, TARGET_SCORE),
+            "oscillation": float("nan") if diverged else oscillation(tail),
+            "train_loss": train_losses,
+            "val_loss": val_losses,
+            "val_score": scores,
+            "seconds": seconds,
+        }
+
+
+def _range_test(runner: Runner, config: RangeTestConfig) -> dict:
+    import dataclasses
+
+    import keras
+
+    from keras_lr.finder import find_lr
+
+    start = time.perf_counter()
+    data = runner.data(config.family, config.data, config.limit)
+    key = (config.family, config.data, config.optimizer, config.size, config.limit)
+    model = runner._finders.get(key)
+    if model is None:
+        model = _build(config.family, config.size, data, 0)
+        optimizer = (keras.optimizers.SGD(1e-3, momentum=0.9) if config.optimizer == "sgd"
+                     else keras.optimizers.Adam(1e-3))
+        loss = "mse" if data.regression else "sparse_categorical_crossentropy"
+        model.compile(optimizer=optimizer, loss=loss, jit_compile=True)
+        runner._finders[key] = model
+    keras.utils.set_random_seed(config.seed)
+    model.set_weights(runner.initial_weights(config.family, config.size, data, config.seed))
+    result = find_lr(model, data.ds.x_train, data.ds.y_train, batch_size=config.batch_size,
+                     start_lr=config.start_lr, end_lr=config.end_lr,
+                     num_steps=config.num_steps, seed=config.seed)
+    try:
+        suggestion = float(result.suggestion("valley"))
+    except ValueError:
+        suggestion = None
+    return {
+        "kind": "range_test",
+        "key": config.key,
+        **dataclasses.asdict(config),
+        "suggestion": suggestion,
+        "stop_reason": result.stop_reason,
+        "learning_rates": [float(v) for v in result.learning_rates],
+        "smoothed_losses": [float(v) for v in result.smoothed_losses],
+        "seconds": time.perf_counter() - start,
+    }

@@ -1,0 +1,226 @@
+"""Turn N copies of a Keras model into one replicated model, and take replica ``i`` back out.
+
+`replicate(models)` reads N `keras.Sequential` models of the same architecture (each with its
+own initial weights) and returns a `ReplicaModel` whose weights stack theirs along a leading
+replica axis; `ReplicaModel.extract(i, model)` writes replica ``i``'s weights back into a
+model of the original architecture.
+
+Supported layers: `Dense` (2-D inputs), `Conv2D` (``channels_last``, ``groups=1``),
+`LSTM`, `GRU` (``reset_after=True``), `SimpleRNN` (no dropout, not stateful, forward only),
+`Flatten`, `MaxPooling2D`, `AveragePooling2D`, `GlobalAveragePooling2D`,
+`GlobalMaxPooling2D`, `Dropout`, `Activation`, and any layer without weights placed before the
+first replicated layer (it runs once, shared by all replicas). Anything else raises a
+`ValueError` naming the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lr.sweep.replicate import (
+    ReplicaFlatten,
+    ReplicatedConv2D,
+    ReplicatedDense,
+    ReplicatedRecurrent,
+)
+
+__all__ = ["ReplicaModel", "replicate"]
+
+_RNN_KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple"}
+_POOLS = ("MaxPooling2D", "AveragePooling2D")
+_GLOBAL_POOLS = ("GlobalAveragePooling2D", "GlobalMaxPooling2D")
+
+
+def _unsupported(layer, layout: str, why: str = ""):
+    detail = f": {why}" if why else ""
+    raise ValueError(
+        f"parallel_fit cannot replicate layer '{layer.name}' ({type(layer).__name__}) with "
+        f"input layout '{layout}'{detail}. Supported: Dense, Conv2D, LSTM, GRU, SimpleRNN, "
+        "Flatten, pooling, Dropout, Activation (see keras_lr.sweep.convert)."
+    )
+
+
+def _clone(layer):
+    return type(layer).from_config(layer.get_config())
+
+
+def _rnn_weights(layer):
+    cell = layer.cell
+    return [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.use_bias else [])
+
+
+def _convert_layer(layer, layout: str, n: int):
+    """Return ``(replicated_layer, new_layout, [(rep_var, weight_getter)])``."""
+    kind = type(layer).__name__
+    shape = tuple(layer.input.shape[1:])
+    if layout == "shared" and not layer.weights:
+        return _clone(layer), "shared", []
+    if kind == "Dense":
+        if layout not in ("shared", "axis") or len(shape) != 1:
+            _unsupported(layer, layout, "Dense needs flat (rank-2) inputs; add a Flatten")
+        rep = ReplicatedDense(n, shape[0], layer.units, layer.activation, layer.use_bias,
+                              layout=layout, name=layer.name)
+        getters = [lambda m: m.kernel] + ([lambda m: m.bias] if layer.use_bias else [])
+        return rep, "axis", list(zip(rep.trainable_weights, getters, strict=True))
+    if kind == "Conv2D":
+        if (layout not in ("shared", "channels") or layer.data_format != "channels_last"
+                or layer.groups != 1 or len(shape) != 3):
+            _unsupported(layer, layout, "only channels_last, groups=1 images")
+        rep = ReplicatedConv2D(
+            n, shape[-1], layer.filters, layer.kernel_size, layer.strides, layer.padding,
+            layer.dilation_rate, layer.activation, layer.use_bias, layout=layout,
+            name=layer.name,
+        )
+        getters = [lambda m: m.kernel] + ([lambda m: m.bias] if layer.use_bias else [])
+        return rep, "channels", list(zip(rep.trainable_weights, getters, strict=True))
+    if kind in _RNN_KINDS:
+        if layout not in ("shared", "time") or len(shape) != 2:
+            _unsupported(layer, layout, "recurrent layers need (timesteps, features) inputs")
+        cell = layer.cell
+        if (layer.go_backwards or layer.stateful or layer.return_state or cell.dropout
+                or cell.recurrent_dropout or (kind == "GRU" and not cell.reset_after)):
+            _unsupported(layer, layout, "no dropout, go_backwards, stateful, return_state, "
+                         "and GRU needs reset_after=True")
+        recurrent_activation = getattr(cell, "recurrent_activation", None)
+        rep = ReplicatedRecurrent(
+            _RNN_KINDS[kind], n, shape[-1], cell.units, cell.activation,
+            recurrent_activation or "sigmoid", cell.use_bias,
+            return_sequences=layer.return_sequences, layout=layout, name=layer.name,
+        )
+        reps = [rep.kernel, rep.cell.recurrent_kernel] + (
+            [rep.cell.bias] if cell.use_bias else [])
+        getters = [(lambda m, k=k: _rnn_weights(m)[k]) for k in range(len(reps))]
+        layout_out = "time" if layer.return_sequences else "axis"
+        return rep, layout_out, list(zip(reps, getters, strict=True))
+    if layer.weights:
+        _unsupported(layer, layout)
+    if kind == "Flatten":
+        if layout == "time":
+            _unsupported(layer, layout)
+        return ReplicaFlatten(n, layout=layout, name=layer.name), "axis", []
+    if kind in _POOLS and layout == "channels" and layer.data_format == "channels_last":
+        return _clone(layer), "channels", []
+    if kind in _GLOBAL_POOLS and layout == "channels" and not layer.keepdims:
+        pool = _clone(layer)
+        channels = shape[-1]  # one replica's channels
+        return keras.Sequential([pool, keras.layers.Reshape((n, channels))],
+                                name=layer.name), "axis", []
+    if kind == "Dropout":
+        return _clone(layer), layout, []
+    if kind == "Activation" and layout in ("axis", "time"):
+        return _clone(layer), layout, []
+    _unsupported(layer, layout)
+
+
+class ReplicaModel(keras.Model):
+    """N replicas of a `Sequential` model as one model with outputs ``(B, N, ...)``.
+
+    Built by `replicate`; `links` pairs each replicated weight with the function that finds
+    the corresponding weight in an original model. Metrics whose result is a vector of N
+    values (see `keras_lr.sweep.metrics.ReplicaMean`) are logged as ``name[i]``.
+    """
+
+    def __init__(self, stack, links, num_replicas, **kwargs):
+        super().__init__(**kwargs)
+        self.stack = list(stack)
+        self._links = links
+        self.num_replicas = num_replicas
+
+    def call(self, x, training=False):
+        for layer in self.stack:
+            x = layer(x, training=training)
+        return x
+
+    def load(self, models: Sequence[keras.Model]) -> None:
+        """Stack the weights of the N `models` into this model."""
+        for rep, layer_index, getter in self._links:
+            values = [
+                keras.ops.convert_to_numpy(getter(m.layers[layer_index])) for m in models
+            ]
+            rep.assign(np.stack(values))
+
+    def replica_weights(self, i: int) -> list[tuple[int, object, np.ndarray]]:
+        """``(layer_index, getter, value)`` of replica `i` for each replicated weight."""
+        return [
+            (layer_index, getter, keras.ops.convert_to_numpy(rep)[i])
+            for rep, layer_index, getter in self._links
+        ]
+
+    def extract(self, i: int, model: keras.Model) -> keras.Model:
+        """Write replica `i`'s weights into `model` (same architecture) and return it."""
+        for layer_index, getter, value in self.replica_weights(i):
+            getter(model.layers[layer_index]).assign(value)
+        return model
+
+    def get_metrics_result(self):
+        out = {}
+        for metric in self.metrics:
+            result = metric.result()
+            items = result.items() if isinstance(result, dict) else [(metric.name, result)]
+            for key, value in items:
+                if len(ops.shape(value)) == 1:
+                    for i in range(self.num_replicas):
+                        out[f"{key}[{i}]"] = value[i]
+                else:
+                    out[key] = value
+        return out
+
+
+def replicate(models: Sequence[keras.Model]) -> ReplicaModel:
+    """Build a `ReplicaModel` from N `Sequential` models of one architecture.
+
+    Args:
+        models: N built, uncompiled `keras.Sequential` models; replica ``i`` starts from
+            ``models[i]``'s weights.
+
+    Returns:
+        A built `ReplicaModel` holding the stacked weights.
+
+    Raises:
+        ValueError: a layer cannot be replicated, or the models differ in architecture.
+
+    Example:
+        >>> from keras_lr import models
+        >>> nets = [models.mlp((64,), 10, hidden=(16,), seed=s) for s in range(3)]
+        >>> replicate(nets)(keras.ops.zeros((2, 64))).shape
+        (2, 3, 10)
+    """
+    template = models[0]
+    if not isinstance(template, keras.Sequential):
+        raise ValueError(
+            "parallel_fit replicates `keras.Sequential` models; build_model returned a "
+            f"{type(template).__name__}. Received: {template.name!r}"
+        )
+    signature = [tuple(w.shape) for w in template.weights]
+    for m in models[1:]:
+        if type(m) is not type(template) or [tuple(w.shape) for w in m.weights] != signature:
+            raise ValueError(
+                "build_model must return models of one architecture; replica models differ "
+                f"from the first one. Received: {m.name!r}"
+            )
+    n = len(models)
+    stack, links, layout = [], [], "shared"
+    for index, layer in enumerate(template.layers):
+        rep, layout, pairs = _convert_layer(layer, layout, n)
+        rep.trainable = layer.trainable
+        stack.append(rep)
+        links.extend((var, index, getter) for var, getter in pairs)
+    if layout != "axis":
+        raise ValueError(
+            f"The model's output must have a replica axis after replication (layout 'axis'); "
+            f"it ends in layout '{layout}'. End the model with a Dense layer."
+        )
+    mapped = len(links)
+    if mapped != len(template.weights):
+        raise ValueError(
+            "parallel_fit could not map every weight of the model to a replicated weight "
+            f"({mapped} of {len(template.weights)})."
+        )
+    model = ReplicaModel(stack, links, n, name=f"{template.name}_x{n}")
+    model(ops.zeros((1,) + tuple(template.inputs[0].shape[1:]), dtype=template.inputs[0].dtype))
+    model.load(models)
+    return model

@@ -1,0 +1,163 @@
+"""Per-replica learning rates, clipping and divergence freezing for any Keras optimizer.
+
+`replicated_optimizer` builds an instance of a subclass of the user's optimizer class (Adam,
+SGD, AdamW, ...) whose variables all carry the replica axis first (see
+`keras_lr.sweep.replicate`). Per step, for replica ``i``:
+
+1. ``finite_i`` = every gradient slice ``g[i]`` is finite; a replica whose gradients are not
+   finite is **frozen** from this step on (``alive_i = 0``) and the step is recorded;
+2. gradients of frozen replicas are replaced by zeros (their NaNs never reach a slot);
+3. clipping runs per replica: ``clipnorm`` on each ``g[i]``, ``global_clipnorm`` on the global
+   norm of replica ``i``'s gradients, ``clipvalue`` element-wise (as Keras);
+4. the update uses ``lr_i(t) = schedule(t) * rate_i * alive_i`` (the rate is scaled, not the
+   gradient, so Adam stays exact); decoupled weight decay uses the same ``lr_i(t)``;
+5. frozen replicas' weights are restored to their value before the step, whatever the
+   optimizer (SGD with momentum would otherwise keep moving them).
+
+Every operation is element-wise in the replica axis, so one replica's NaN leaves the others
+bit-identical to a run without it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lr._validation import fail
+
+__all__ = ["ReplicaOptimizerMixin", "replicated_optimizer"]
+
+
+def _per_replica(value, rank: int):
+    """Reshape a ``(N,)`` vector to broadcast against a rank-`rank` replicated tensor."""
+    return ops.reshape(value, (-1,) + (1,) * (rank - 1))
+
+
+def _reduce_axes(tensor):
+    return tuple(range(1, len(tensor.shape)))
+
+
+class ReplicaOptimizerMixin:
+    """Mixed in before a Keras optimizer class by `replicated_optimizer`."""
+
+    def build(self, variables):
+        super().build(variables)
+        n = len(self.replica_rates)
+        self.replica_alive = self.add_variable(
+            shape=(n,), initializer="ones", dtype="float32", name="replica_alive"
+        )
+        self.replica_diverged_step = self.add_variable(
+            shape=(n,), initializer=keras.initializers.Constant(-1.0), dtype="float32",
+            name="replica_diverged_step",
+        )
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        finite = None
+        for g in grads:
+            ok = ops.all(ops.isfinite(g), axis=_reduce_axes(g))
+            finite = ok if finite is None else ops.logical_and(finite, ok)
+        was_alive = ops.greater(self.replica_alive, 0.5)
+        alive = ops.logical_and(was_alive, finite)
+        newly = ops.logical_and(was_alive, ops.logical_not(finite))
+        step = ops.cast(self.iterations, "float32")
+        self.replica_diverged_step.assign(ops.where(newly, step, self.replica_diverged_step))
+        self.replica_alive.assign(ops.cast(alive, "float32"))
+        self._replica_alive_now = alive
+        self._replica_lr = ops.multiply(
+            ops.convert_to_tensor(self.replica_rates, "float32"), ops.cast(alive, "float32")
+        )
+        grads = [
+            ops.where(_per_replica(alive, len(g.shape)), g, ops.zeros_like(g)) for g in grads
+        ]
+        super()._backend_apply_gradients(grads, trainable_variables)
+
+    def _clip_gradients(self, grads):
+        if self.clipnorm and self.clipnorm > 0:
+            return [self._replica_clip_by_norm(g) for g in grads]
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            sq = None
+            for g in grads:
+                s = ops.sum(ops.square(g), axis=_reduce_axes(g))
+                sq = s if sq is None else sq + s
+            norm = ops.sqrt(sq)
+            clip = self.global_clipnorm
+            scale = clip * ops.minimum(1.0 / norm, 1.0 / clip)
+            return [g * ops.cast(_per_replica(scale, len(g.shape)), g.dtype) for g in grads]
+        return super()._clip_gradients(grads)
+
+    def _replica_clip_by_norm(self, g):
+        l2sum = ops.sum(ops.square(g), _reduce_axes(g), keepdims=True)
+        pred = l2sum > 0
+        l2norm = ops.where(pred, ops.sqrt(ops.where(pred, l2sum, ops.ones_like(l2sum))), l2sum)
+        return ops.multiply(g, self.clipnorm) / ops.maximum(l2norm, self.clipnorm)
+
+    def _replica_rate(self, learning_rate, variable):
+        lr = ops.cast(learning_rate, variable.dtype)
+        return lr * ops.cast(_per_replica(self._replica_lr, len(variable.shape)), variable.dtype)
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None:
+            return
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                lr = self._replica_rate(self.learning_rate, variable)
+                wd = ops.cast(self.weight_decay, variable.dtype)
+                variable.assign(variable - variable * wd * lr)
+
+    def update_step(self, gradient, variable, learning_rate):
+        before = ops.convert_to_tensor(variable)
+        super().update_step(gradient, variable, self._replica_rate(learning_rate, variable))
+        alive = _per_replica(self._replica_alive_now, len(variable.shape))
+        self.assign(variable, ops.where(alive, ops.convert_to_tensor(variable), before))
+
+
+@functools.cache
+def _subclass(cls):
+    return type(f"Replicated{cls.__name__}", (ReplicaOptimizerMixin, cls), {})
+
+
+def replicated_optimizer(optimizer, rates, learning_rate=1.0):
+    """A copy of `optimizer` that trains replica ``i`` with rate ``rates[i] * learning_rate``.
+
+    Args:
+        optimizer: a Keras optimizer name, config dict or (unbuilt) instance; its own
+            learning rate is ignored.
+        rates: the N per-replica rates.
+        learning_rate: the shared factor, a float or a schedule (a shape: ``1.0`` at peak).
+
+    Returns:
+        A new, unbuilt optimizer instance.
+
+    Example:
+        >>> opt = replicated_optimizer("adam", [1e-3, 1e-2])
+        >>> type(opt).__name__
+        'ReplicatedAdam'
+    """
+    try:
+        base = keras.optimizers.get(optimizer)
+    except ValueError:
+        fail("optimizer", "must be a Keras optimizer name, config or instance", optimizer)
+    if not isinstance(base, keras.optimizers.Optimizer) or hasattr(base, "inner_optimizer"):
+        fail(
+            "optimizer",
+            "must be a plain Keras optimizer (wrappers such as LossScaleOptimizer or keras-lr "
+            "wrappers cannot be replicated)",
+            optimizer,
+            TypeError,
+        )
+    if getattr(base, "built", False):
+        fail("optimizer", "must not be built yet (pass a fresh instance or a name)", optimizer)
+    config = base.get_config()
+    if config.get("gradient_accumulation_steps"):
+        fail(
+            "optimizer",
+            "must not use gradient_accumulation_steps in a parallel sweep",
+            config["gradient_accumulation_steps"],
+        )
+    config.pop("learning_rate", None)
+    opt = _subclass(type(base))(learning_rate=learning_rate, **config)
+    opt.replica_rates = np.asarray(rates, dtype="float32")
+    return opt

@@ -1,0 +1,302 @@
+"""Replicated layers: N independent copies of a layer computed as one batched operation.
+
+Every weight of a replicated layer carries the replica axis first: a `Dense` kernel of shape
+``(in, out)`` becomes ``(N, in, out)``, a `Conv2D` kernel ``(kh, kw, c, f)`` becomes
+``(N, kh, kw, c, f)``, an `LSTM` kernel ``(F, 4U)`` becomes ``(N, F, 4U)``. Slice ``i`` of every
+weight is replica ``i``'s copy, and nothing in a forward or backward pass mixes two slices, so
+the replicas train independently when the loss is the sum of the per-replica losses.
+
+Activations travel in one of four layouts (the `layout` argument of every layer):
+
+* ``"shared"``: no replica axis, the model input ``(B, ...)``, common to all replicas;
+* ``"axis"``: ``(B, N, ...)``, e.g. ``(B, N, units)`` after a replicated `Dense`;
+* ``"channels"``: ``(B, H, W, N * C)``, the N images stacked along the channels, replica ``i``
+  in channels ``[i * C, (i + 1) * C)``; convolutions are grouped (``groups=N``);
+* ``"time"``: ``(B, T, N, F)``, a sequence of replicated features.
+
+The batched forms (``einsum("bnf,nfu->bnu")``, grouped convolutions, a recurrent cell whose
+gates are batched matmuls over the replica axis) are what makes N replicas cost much less
+than N runs on a CPU.
+
+Reference:
+    The replicated recurrent cell follows the notes in ``shared/notes/reference-behaviour.md``
+    ("Training many replicas at once").
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = [
+    "LAYOUTS",
+    "ReplicaFlatten",
+    "ReplicatedConv2D",
+    "ReplicatedDense",
+    "ReplicatedRecurrent",
+]
+
+LAYOUTS = ("shared", "axis", "channels", "time")
+
+
+def _replica_weight(layer: keras.layers.Layer, name: str, shape: tuple) -> keras.Variable:
+    return layer.add_weight(shape=shape, initializer="zeros", name=name, trainable=True)
+
+
+class ReplicatedDense(keras.layers.Layer):
+    """N `Dense` layers as one batched matmul: ``y[:, i] = act(x_i @ kernel[i] + bias[i])``.
+
+    Args:
+        num_replicas: N.
+        input_dim: features of one replica's input.
+        units: output units of one replica.
+        activation: the activation (any Keras activation).
+        use_bias: whether there is a bias.
+        layout: ``"shared"`` (input ``(B, F)``) or ``"axis"`` (input ``(B, N, F)``); the
+            output is ``(B, N, units)``.
+
+    Example:
+        >>> layer = ReplicatedDense(4, 8, 3, layout="shared")
+        >>> layer(keras.ops.zeros((2, 8))).shape
+        (2, 4, 3)
+    """
+
+    def __init__(self, num_replicas, input_dim, units, activation=None, use_bias=True,
+                 layout="axis", **kwargs):
+        super().__init__(**kwargs)
+        self.num_replicas, self.input_dim, self.units = num_replicas, input_dim, units
+        self.activation = keras.activations.get(activation)
+        self.use_bias, self.layout = use_bias, layout
+        self.kernel = _replica_weight(self, "kernel", (num_replicas, input_dim, units))
+        self.bias = _replica_weight(self, "bias", (num_replicas, units)) if use_bias else None
+        self._equation = "bf,nfu->bnu" if layout == "shared" else "bnf,nfu->bnu"
+        self.built = True
+
+    def call(self, x):
+        y = ops.einsum(self._equation, x, self.kernel)
+        if self.bias is not None:
+            y = ops.add(y, self.bias)
+        return self.activation(y)
+
+
+class ReplicatedConv2D(keras.layers.Layer):
+    """N `Conv2D` layers as one batched matmul over image patches (im2col).
+
+    The kernel is stored ``(N, kh, kw, C, F)``. The input patches ``(B, Ho, Wo, [N,] kh*kw*C)``
+    (gathered by ``kh * kw`` strided slices) are multiplied by the kernels reshaped to
+    ``(N, kh*kw*C, F)`` with one einsum; a ``"shared"`` input ``(B, H, W, C)`` gives one plain
+    matmul with ``N * F`` outputs. On CPUs this is much faster than a grouped convolution
+    (``groups=N``), which XLA and Eigen run one group at a time. The output is in the
+    ``"channels"`` layout, ``(B, Ho, Wo, N * F)``.
+
+    Args:
+        num_replicas: N.
+        in_channels: C, channels of one replica's input.
+        filters: F, filters of one replica.
+        kernel_size, strides, padding, dilation_rate, activation, use_bias: as `Conv2D`
+            (``channels_last`` only).
+        layout: ``"shared"`` or ``"channels"``.
+
+    Example:
+        >>> layer = ReplicatedConv2D(2, 1, 4, (3, 3), layout="shared", padding="same")
+        >>> layer(keras.ops.zeros((1, 8, 8, 1))).shape
+        (1, 8, 8, 8)
+    """
+
+    def __init__(self, num_replicas, in_channels, filters, kernel_size, strides=(1, 1),
+                 padding="valid", dilation_rate=(1, 1), activation=None, use_bias=True,
+                 layout="channels", **kwargs):
+        super().__init__(**kwargs)
+        self.num_replicas, self.in_channels, self.filters = num_replicas, in_channels, filters
+        self.kernel_size = tuple(kernel_size)
+        self.strides, self.padding = tuple(strides), padding
+        self.dilation_rate = tuple(dilation_rate)
+        self.activation = keras.activations.get(activation)
+        self.use_bias, self.layout = use_bias, layout
+        shape = (num_replicas,) + self.kernel_size + (in_channels, filters)
+        self.kernel = _replica_weight(self, "kernel", shape)
+        self.bias = _replica_weight(self, "bias", (num_replicas, filters)) if use_bias else None
+        self.built = True
+
+    def _patches(self, x):
+        """``(B, H, W, ..., C)`` -> ``(B, Ho, Wo, ..., kh * kw * C)`` in (dy, dx, c) order."""
+        kh, kw = self.kernel_size
+        (sh, sw), (dh, dw) = self.strides, self.dilation_rate
+        h, w = x.shape[1], x.shape[2]
+        ekh, ekw = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+        if self.padding == "same":
+            ho, wo = -(-h // sh), -(-w // sw)
+            ph = max((ho - 1) * sh + ekh - h, 0)
+            pw = max((wo - 1) * sw + ekw - w, 0)
+            pad = [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)]
+            x = ops.pad(x, pad + [(0, 0)] * (len(x.shape) - 3))
+        else:
+            ho, wo = (h - ekh) // sh + 1, (w - ekw) // sw + 1
+        cols = [
+            x[:, dy * dh: dy * dh + (ho - 1) * sh + 1: sh, dx * dw: dx * dw + (wo - 1) * sw + 1: sw]
+            for dy in range(kh)
+            for dx in range(kw)
+        ]
+        return ops.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+
+    def call(self, x):
+        n, c, f = self.num_replicas, self.in_channels, self.filters
+        kernel = ops.reshape(self.kernel, (n, -1, f))
+        if self.layout == "shared":
+            y = ops.einsum("bhwk,nkf->bhwnf", self._patches(x), kernel)
+        else:
+            x = ops.reshape(x, (-1, x.shape[1], x.shape[2], n, c))
+            y = ops.einsum("bhwnk,nkf->bhwnf", self._patches(x), kernel)
+        if self.bias is not None:
+            y = ops.add(y, self.bias)
+        y = self.activation(y)
+        return ops.reshape(y, (-1, y.shape[1], y.shape[2], n * f))
+
+
+class ReplicaFlatten(keras.layers.Layer):
+    """Flatten each replica's features: ``"channels"`` or ``"axis"`` in, ``(B, N, -1)`` out.
+
+    The order of the flattened features is the one `keras.layers.Flatten` gives each replica
+    (height, width, channels), so a following `ReplicatedDense` uses the original kernels.
+
+    Example:
+        >>> ReplicaFlatten(2, layout="channels")(keras.ops.zeros((1, 2, 2, 6))).shape
+        (1, 2, 12)
+    """
+
+    def __init__(self, num_replicas, layout="channels", **kwargs):
+        super().__init__(**kwargs)
+        self.num_replicas, self.layout = num_replicas, layout
+        self.built = True
+
+    def call(self, x):
+        n = self.num_replicas
+        if self.layout == "channels":
+            h, w, c = x.shape[1], x.shape[2], x.shape[3] // n
+            x = ops.reshape(x, (-1, h, w, n, c))
+            x = ops.transpose(x, (0, 3, 1, 2, 4))
+            return ops.reshape(x, (-1, n, h * w * c))
+        return ops.reshape(x, (-1, n, int(_prod(x.shape[2:]))))
+
+
+def _prod(values):
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+class _ReplicatedCell(keras.layers.Layer):
+    """The recurrent weights of N replicas and one time step, replica-major ``(N, B, ...)``."""
+
+    def __init__(self, kind, num_replicas, units, activation, recurrent_activation, use_bias,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.num_replicas, self.units = kind, num_replicas, units
+        self.activation = keras.activations.get(activation)
+        self.recurrent_activation = keras.activations.get(recurrent_activation)
+        self.gates = {"lstm": 4, "gru": 3, "simple": 1}[kind]
+        self.recurrent_kernel = _replica_weight(
+            self, "recurrent_kernel", (num_replicas, units, self.gates * units)
+        )
+        self.bias = None
+        if use_bias:
+            shape = (
+                (num_replicas, 2, 3 * units) if kind == "gru"
+                else (num_replicas, self.gates * units)
+            )
+            self.bias = _replica_weight(self, "bias", shape)
+        self.built = True
+
+    def step(self, x, states):
+        """One step: `x` ``(N, B, G*U)`` projected input, `states` a tuple of ``(N, B, U)``."""
+        h = states[0]
+        inner = ops.matmul(h, self.recurrent_kernel)
+        if self.kind == "lstm":
+            z = ops.add(x, inner)
+            if self.bias is not None:
+                z = ops.add(z, self.bias[:, None, :])
+            z0, z1, z2, z3 = ops.split(z, 4, axis=-1)
+            i = self.recurrent_activation(z0)
+            f = self.recurrent_activation(z1)
+            c = f * states[1] + i * self.activation(z2)
+            o = self.recurrent_activation(z3)
+            return (o * self.activation(c), c)
+        if self.kind == "gru":
+            if self.bias is not None:
+                x = ops.add(x, self.bias[:, None, 0])
+                inner = inner + self.bias[:, None, 1]
+            x_z, x_r, x_h = ops.split(x, 3, axis=-1)
+            r_z, r_r, r_h = ops.split(inner, 3, axis=-1)
+            z = self.recurrent_activation(x_z + r_z)
+            r = self.recurrent_activation(x_r + r_r)
+            hh = self.activation(x_h + r * r_h)
+            return (z * h + (1 - z) * hh,)
+        return (self.activation(x + inner),)  # simple RNN: the bias is in the projection
+
+
+class ReplicatedRecurrent(keras.layers.Layer):
+    """N `LSTM`, `GRU` (``reset_after=True``) or `SimpleRNN` layers as one recurrent loop.
+
+    The input projection ``x_t @ kernel[i]`` of every step and replica is one einsum before the
+    loop; the loop itself runs a cell whose gates are batched matmuls over the replica axis
+    (kernel ``(N, F, G*U)``, recurrent kernel ``(N, U, G*U)``). The arithmetic follows the
+    Keras cells (``implementation=2``) term by term.
+
+    Args:
+        kind: ``"lstm"``, ``"gru"`` or ``"simple"``.
+        num_replicas: N.
+        input_dim: F, features of one replica's input.
+        units: U.
+        activation, recurrent_activation, use_bias: as the Keras layer.
+        return_sequences: output ``(B, T, N, U)`` (``"time"`` layout) or ``(B, N, U)``.
+        layout: ``"shared"`` (input ``(B, T, F)``) or ``"time"`` (input ``(B, T, N, F)``).
+
+    Example:
+        >>> layer = ReplicatedRecurrent("gru", 3, 5, 4, layout="shared")
+        >>> layer(keras.ops.zeros((2, 7, 5))).shape
+        (2, 3, 4)
+    """
+
+    def __init__(self, kind, num_replicas, input_dim, units, activation="tanh",
+                 recurrent_activation="sigmoid", use_bias=True, return_sequences=False,
+                 layout="shared", **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.num_replicas, self.input_dim, self.units = (
+            kind, num_replicas, input_dim, units)
+        self.return_sequences, self.layout = return_sequences, layout
+        self.cell = _ReplicatedCell(kind, num_replicas, units, activation,
+                                    recurrent_activation, use_bias, name="cell")
+        gates = self.cell.gates
+        self.kernel = _replica_weight(self, "kernel", (num_replicas, input_dim, gates * units))
+        # Time-major, replica-major projection: (T, N, B, G*U).
+        self._equation = "btf,nfk->tnbk" if layout == "shared" else "btnf,nfk->tnbk"
+        self.built = True
+
+    def call(self, x):
+        n, u = self.num_replicas, self.units
+        proj = ops.einsum(self._equation, x, self.kernel)
+        if self.kind == "simple" and self.cell.bias is not None:
+            proj = ops.add(proj, self.cell.bias[:, None, :])
+        steps = ops.shape(proj)[0]
+        zeros = ops.zeros((n, ops.shape(x)[0], u), dtype=proj.dtype)
+        states = (zeros, zeros) if self.kind == "lstm" else (zeros,)
+        # Without sequences to return, a one-step dummy buffer keeps the loop signature.
+        rows = steps if self.return_sequences else 1
+        outputs = ops.zeros((rows, n, ops.shape(x)[0], u), dtype=proj.dtype)
+
+        def body(t, states, outputs):
+            new = self.cell.step(proj[t], states)
+            if self.return_sequences:
+                # A masked add (differentiable, unlike a dynamic slice update); O(T) per step.
+                hot = ops.cast(ops.equal(ops.arange(rows), t), outputs.dtype)
+                outputs = outputs + hot[:, None, None, None] * new[0][None]
+            return t + 1, new, outputs
+
+        _, states, outputs = ops.while_loop(
+            lambda t, states, outputs: t < steps, body, (0, states, outputs),
+            maximum_iterations=x.shape[1],  # static when known: XLA needs it for gradients
+        )
+        if self.return_sequences:
+            return ops.transpose(outputs, (2, 0, 1, 3))  # (T, N, B, U) -> (B, T, N, U)
+        return ops.transpose(states[0], (1, 0, 2))  # (N, B, U) -> (B, N, U)

@@ -1,0 +1,152 @@
+"""Large steps (1e9, 1e10: no int32 overflow, exact boundaries) and the float64 dtype rule."""
+
+import importlib.util
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lr import schedules as S
+
+
+def _load_oracles():
+    name = "keras_lr_tests_schedule_oracles"
+    if name not in sys.modules:
+        path = pathlib.Path(__file__).with_name("oracles.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+oracles = _load_oracles()
+E9, E10 = 10**9, 10**10
+
+
+def around(*points):
+    return np.array(sorted({p + d for p in points for d in (-1, 0, 1)}), dtype=np.int64)
+
+
+LARGE = [
+    (S.StepDecay(1.0, E9, 0.5), lambda t: oracles.step_decay(1.0, E9, 0.5, t), around(E9, E10)),
+    (
+        S.MultiStepDecay(1.0, [E9, 5 * E9, E10], 0.5),
+        lambda t: oracles.multistep_decay(1.0, [E9, 5 * E9, E10], 0.5, t),
+        around(E9, 5 * E9, E10),
+    ),
+    (S.CosineDecay(1.0, 2 * E10, 0.1), lambda t: oracles.cosine_decay(1.0, 2 * E10, 0.1, t), around(E10, 2 * E10)),
+    (S.CosineRestarts(1.0, E9, 2), lambda t: oracles.sgdr(1.0, E9, 2, 1.0, 0.0, t), around(E9, 3 * E9, 7 * E9)),
+    (S.CosineRestarts(1.0, 3, 1.0, 0.9999), lambda t: oracles.sgdr(1.0, 3, 1, 0.9999, 0.0, t), around(E10, E10 + 3)),
+    (S.CosineRestarts(1.0, 7, 1.0), lambda t: oracles.sgdr(1.0, 7, 1, 1.0, 0.0, t), around(E10, 7 * (E10 // 7))),
+    (S.InverseSqrtDecay(1.0, E9), lambda t: oracles.inverse_sqrt(1.0, E9, t), around(E9, E10)),
+    (
+        S.CyclicalLR(0.1, 1.0, 7, mode="triangular"),
+        lambda t: oracles.cyclical_symmetric(0.1, 1.0, 7, t),
+        around(E10, 14 * (E10 // 14), 14 * (E10 // 14) + 7),
+    ),
+    (
+        S.WarmupStableDecay(1.0, E9, E9, 2 * E9, "cosine", 0.1),
+        lambda t: oracles.wsd(1.0, E9, E9, 2 * E9, "cosine", 0.1, t),
+        around(E9, 2 * E9, 3 * E9, 4 * E9, E10),
+    ),
+    (
+        S.PiecewiseLinear([0, E9, E10], [0.0, 1.0, 0.5]),
+        lambda t: oracles.piecewise_linear([0, E9, E10], [0.0, 1.0, 0.5], t),
+        around(E9, E10),
+    ),
+    (
+        S.PerEpoch(S.StepDecay(1.0, 1, 0.5), E9),
+        lambda t: oracles.step_decay(1.0, E9, 0.5, t),
+        around(E9, 5 * E9, E10),
+    ),
+    (
+        S.Sequence([0.1, S.StepDecay(1.0, E9, 0.5)], [E10]),
+        lambda t: np.where(np.asarray(t) < E10, 0.1, oracles.step_decay(1.0, E9, 0.5, np.maximum(np.asarray(t) - E10, 0))),
+        around(E10, E10 + E9),
+    ),
+    (
+        S.Warmup(S.CosineDecay(1.0, E10), E9),
+        lambda t: oracles.warmup(lambda s: oracles.cosine_decay(1.0, E10, 0.0, s), E9, 0.0, "linear", t),
+        around(E9, E10, E10 + E9),
+    ),
+]
+
+
+@pytest.mark.parametrize("schedule, oracle, at", LARGE, ids=[type(c[0]).__name__ + str(i) for i, c in enumerate(LARGE)])
+def test_large_steps_match_exact_integer_oracles(schedule, oracle, at):
+    np.testing.assert_allclose(S.values(schedule, at), oracle(at), rtol=1e-5, atol=1e-12)
+    # float64 steps give float64 values, closer still
+    np.testing.assert_allclose(
+        S.values(schedule, at.astype(np.float64)), oracle(at), rtol=1e-9, atol=1e-15
+    )
+
+
+def test_large_step_in_an_xla_graph_from_an_int64_variable():
+    schedule = S.Warmup(S.Sequence([S.CosineRestarts(1.0, E9, 2), 0.1], [5 * E10]), 10)
+    step = tf.Variable(0, dtype=tf.int64)
+    read = tf.function(lambda: schedule(step), jit_compile=True)
+    for t in (7 * E9 + 10 - 1, 7 * E9 + 10, 5 * E10 + 10):
+        step.assign(t)
+        assert float(read()) == pytest.approx(float(schedule(t)), rel=1e-6)
+    step.assign(7 * E9 + 10)
+    assert float(read()) == pytest.approx(1.0)  # a restart, exactly at 7e9 after warmup
+
+
+def test_int32_and_float_steps_are_accepted():
+    schedule = S.StepDecay(1.0, 2, 0.5)
+    assert float(schedule(tf.constant(4, tf.int32))) == pytest.approx(0.25)
+    assert float(schedule(tf.constant(4.0, tf.float16))) == pytest.approx(0.25)
+    assert float(schedule(4.0)) == pytest.approx(0.25)
+    with pytest.raises(TypeError, match="step"):
+        schedule(True)
+
+
+def test_dtype_rule():
+    schedule = S.CosineDecay(0.1, 1000)
+    assert schedule(3).dtype == tf.float32
+    assert schedule(np.int64(3)).dtype == tf.float32
+    assert schedule(tf.constant(3.0)).dtype == tf.float32
+    assert schedule(tf.constant(3.0, tf.float64)).dtype == tf.float64
+    assert schedule(np.float64(3.0)).dtype == tf.float64
+    assert S.values(schedule, 5).dtype == np.float32
+    assert S.values(schedule, np.arange(5, dtype=np.float64)).dtype == np.float64
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        assert schedule(3).dtype == tf.float64
+    finally:
+        keras.config.set_floatx(previous)
+
+
+def test_float64_values_match_to_double_precision():
+    at = np.arange(0, 3000, 7, dtype=np.float64)
+    cases = [
+        (S.CosineDecay(0.1, 1000, 0.001), oracles.cosine_decay(0.1, 1000, 0.001, at)),
+        (S.CosineRestarts(0.1, 50, 2, 0.5, 0.01), oracles.sgdr(0.1, 50, 2, 0.5, 0.01, at)),
+        (
+            S.WarmupStableDecay(0.1, 100, 500, 1000, "1-sqrt", 0.01),
+            oracles.wsd(0.1, 100, 500, 1000, "1-sqrt", 0.01, at),
+        ),
+        (S.InverseSqrtDecay(0.1, 300), oracles.inverse_sqrt(0.1, 300, at)),
+    ]
+    for schedule, expected in cases:
+        np.testing.assert_allclose(S.values(schedule, at), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_float64_model_uses_float64_rates(clear_session):
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        schedule = S.Warmup(S.CosineDecay(0.1, 4), 2, start_learning_rate=1e-3)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+        model.compile(keras.optimizers.SGD(schedule), loss="mae", jit_compile=True)
+        model.fit(np.zeros((6, 1)), np.full((6, 1), -1e3), batch_size=1, verbose=0, shuffle=False)
+        bias = model.layers[0].bias
+        assert bias.dtype == "float64"
+        expected = -S.values(schedule, np.arange(6, dtype=np.float64)).sum()
+        assert float(bias.numpy()[0]) == pytest.approx(expected, rel=1e-12)
+    finally:
+        keras.config.set_floatx(previous)

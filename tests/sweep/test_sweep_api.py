@@ -1,0 +1,158 @@
+"""Argument errors, `SweepResult` helpers and the replicated layers on their own."""
+
+import json
+
+import keras
+import matplotlib
+import numpy as np
+import pytest
+
+from keras_lr import data, models
+from keras_lr.sweep import SweepResult, parallel_fit, replicate
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.load("digits", view="flat", limit=80)
+
+
+def _build(ds, seed=0):
+    return models.mlp(ds.input_shape, 10, hidden=(8,), seed=seed)
+
+
+@pytest.mark.parametrize(
+    "rates, error, match",
+    [
+        ([], ValueError, "must not be empty"),
+        ([1e-3, 0.0], ValueError, r"learning_rates\[1\]` must be > 0"),
+        ([-1e-3], ValueError, "must be > 0"),
+        ([float("nan")], ValueError, "must be finite"),
+        (1e-3, TypeError, "must be a sequence"),
+    ],
+)
+def test_bad_rates(ds, rates, error, match):
+    with pytest.raises(error, match=match):
+        parallel_fit(lambda: _build(ds), rates, ds.x_train, ds.y_train)
+
+
+def test_mismatched_seeds(ds):
+    with pytest.raises(ValueError, match=r"len\(seeds\) == len\(learning_rates\)"):
+        parallel_fit(lambda s: _build(ds, s), [1e-3, 1e-2], ds.x_train, ds.y_train, seeds=[0])
+    with pytest.raises(ValueError, match=r"seeds\[0\]` must be >= 0"):
+        parallel_fit(lambda s: _build(ds, s), [1e-3], ds.x_train, ds.y_train, seeds=[-1])
+
+
+def test_compiled_model_is_refused(ds):
+    def build():
+        model = _build(ds)
+        model.compile("adam", "mse")
+        return model
+
+    with pytest.raises(ValueError, match="uncompiled"):
+        parallel_fit(build, [1e-3], ds.x_train, ds.y_train)
+
+
+def test_shared_model_is_refused(ds):
+    shared = _build(ds)
+    with pytest.raises(ValueError, match="new model on every call"):
+        parallel_fit(lambda: shared, [1e-3, 1e-2], ds.x_train, ds.y_train)
+    layer = keras.layers.Dense(10, activation="softmax")
+
+    def shared_layer():
+        return keras.Sequential([keras.Input((64,)), layer])
+
+    with pytest.raises(ValueError, match="sharing weights"):
+        parallel_fit(shared_layer, [1e-3, 1e-2], ds.x_train, ds.y_train)
+
+
+def test_other_bad_builders(ds):
+    with pytest.raises(TypeError, match="build_model"):
+        parallel_fit("mlp", [1e-3], ds.x_train, ds.y_train)
+    with pytest.raises(TypeError, match="must return a keras.Model"):
+        parallel_fit(lambda: 3, [1e-3], ds.x_train, ds.y_train)
+    with pytest.raises(ValueError, match="built model"):
+        parallel_fit(lambda: keras.Sequential([keras.layers.Dense(2)]), [1e-3],
+                     ds.x_train, ds.y_train)
+
+
+def test_unsupported_layer_is_named(ds):
+    def build():
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(8),
+                                 keras.layers.BatchNormalization(name="bn"),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    with pytest.raises(ValueError, match="'bn' \\(BatchNormalization\\)"):
+        parallel_fit(build, [1e-3], ds.x_train, ds.y_train)
+
+
+def test_bad_optimizer_and_schedule(ds):
+    with pytest.raises(TypeError, match="plain Keras optimizer"):
+        parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train,
+                     optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()))
+    with pytest.raises(TypeError, match="schedule"):
+        parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train, schedule=lambda t: 1.0)
+
+
+def test_replicate_keeps_each_models_function(ds):
+    nets = [_build(ds, s) for s in range(3)]
+    stacked = replicate(nets)(ds.x_val)
+    for i, net in enumerate(nets):
+        np.testing.assert_allclose(stacked[:, i], net(ds.x_val), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding, strides", [("same", 1), ("valid", 2)])
+def test_replicated_conv_matches_conv2d(padding, strides):
+    nets = [
+        keras.Sequential([
+            keras.Input((7, 7, 2)),
+            keras.layers.Conv2D(3, 3, strides=strides, padding=padding, activation="relu"),
+            keras.layers.Conv2D(2, 2, padding="same", dilation_rate=2),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4),
+        ])
+        for _ in range(2)
+    ]
+    x = np.random.default_rng(0).normal(size=(5, 7, 7, 2)).astype("float32")
+    stacked = replicate(nets)(x)
+    for i, net in enumerate(nets):
+        np.testing.assert_allclose(stacked[:, i], net(x), rtol=1e-5, atol=1e-5)
+
+
+def _result():
+    history = {
+        "loss": np.array([[1.0, 0.8, np.nan], [0.9, 0.5, np.nan]]),
+        "val_loss": np.array([[1.1, 0.7, np.nan], [1.0, 0.6, np.nan]]),
+        "val_accuracy": np.array([[0.3, 0.6, 0.1], [0.4, 0.7, 0.1]]),
+    }
+    return SweepResult([1e-3, 1e-2, 1e-1], [0, 1, 2], history, [False, False, True],
+                       [-1, -1, 5])
+
+
+def test_result_best_and_exports():
+    result = _result()
+    assert result.best() == {"index": 1, "learning_rate": 1e-2, "seed": 1,
+                             "metric": "val_loss", "value": 0.6}
+    assert result.best("val_accuracy")["index"] == 1
+    assert result.best("loss", mode="max")["index"] == 0
+    with pytest.raises(ValueError, match="must be one of"):
+        result.best("nope")
+    payload = json.loads(json.dumps(result.to_dict()))
+    assert payload["history"]["loss"][2] == [None, None]
+    assert payload["diverged"] == [False, False, True]
+    frame = result.to_frame()
+    assert len(frame) == 6 and set(frame["replica"]) == {0, 1, 2}
+    assert frame.query("replica == 1 and epoch == 2")["val_loss"].item() == 0.6
+    ax = result.plot("val_loss")
+    assert ax.get_xscale() == "log"
+    with pytest.raises(ValueError, match="holds no models"):
+        result.model(0)
+    with pytest.raises(ValueError, match="must be < 3"):
+        result.model(3)
+
+
+def test_all_diverged_has_no_best():
+    result = SweepResult([1.0], None, {"loss": np.array([[np.nan]])}, [True], [0])
+    with pytest.raises(ValueError, match="No replica"):
+        result.best()

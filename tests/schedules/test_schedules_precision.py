@@ -1,28 +1,14 @@
 """Large steps (1e9, 1e10: no int32 overflow, exact boundaries) and the float64 dtype rule."""
 
-import importlib.util
-import pathlib
-import sys
 
 import keras
 import numpy as np
 import pytest
+import schedule_oracles as oracles
 import tensorflow as tf
 
 from keras_lr import schedules as S
 
-
-def _load_oracles():
-    name = "keras_lr_tests_schedule_oracles"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).with_name("oracles.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-oracles = _load_oracles()
 E9, E10 = 10**9, 10**10
 
 

@@ -1,32 +1,18 @@
 """Every schedule against an independent reference over a grid crossing all its boundaries.
 
 References: PyTorch schedulers stepped once per batch, NumPy formulas from the papers
-(oracles.py), Keras built-ins and optax where they define the same curve.
+(schedule_oracles.py), Keras built-ins and optax where they define the same curve.
 """
 
-import importlib.util
 import math
-import pathlib
-import sys
 
 import keras
 import numpy as np
 import pytest
+import schedule_oracles as oracles
 
 from keras_lr import schedules as S
 
-
-def _load_oracles():
-    name = "keras_lr_tests_schedule_oracles"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).with_name("oracles.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-oracles = _load_oracles()
 RTOL, ATOL = 1e-5, 1e-12
 
 

@@ -1,6 +1,5 @@
 """Large steps (1e9, 1e10: no int32 overflow, exact boundaries) and the float64 dtype rule."""
 
-
 import keras
 import numpy as np
 import pytest

@@ -5,15 +5,19 @@ takes at most 1.05x the time per training step of plain ``Adam``, and less than
 ``keras.optimizers.MultiOptimizer`` with three Adams (one per group).
 
 Three models on random data shaped like the 8x8 digits (MLP, small CNN, LSTM over the 8 rows),
-`jit_compile=True`, 10 steps per execution. Each variant is compiled and warmed up once, then
-the variants are timed in interleaved rounds (one epoch each, same data, the order shuffled
-every round) within one process; the median epoch time divided by the number of steps is the
-per-step time. Both wall-clock and process CPU time are reported: on a shared machine the CPU
-time is the steadier of the two (use `--threads 1` to steady it further). Ratios are against
-plain Adam.
+with and without XLA (``jit_compile=False`` is what Keras's ``"auto"`` picks on a CPU-only
+machine), 10 steps per execution. Each variant is compiled and warmed up once, then the
+variants are timed in interleaved rounds (one epoch each, same data, the order shuffled every
+round) within one process (`_timing.py`); the per-step time is the median epoch time divided by
+the steps, and each ratio is the median over rounds of the two variants' times in that round.
+Both wall-clock and process CPU time are reported: on a shared machine the CPU time is the
+steadier of the two (use `--threads 1` to steady it further). The operation count of one traced
+training step of each variant is printed too: it is exact, and shows what the timings are too
+noisy to resolve (LayerwiseLR adds one multiply per variable group, MultiOptimizer a second and
+third optimizer's bookkeeping).
 
 Usage:
-    python benchmarks/layerwise_overhead.py            # 15 rounds of 100 steps
+    python benchmarks/layerwise_overhead.py            # 15 rounds of 100 steps, XLA on and off
     python benchmarks/layerwise_overhead.py --quick    # 5 rounds of 30 steps (CI smoke)
 """
 
@@ -21,15 +25,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
-import time
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import graph_ops, interleaved, paired_ratio  # noqa: E402
 
 from keras_lr.optimizers import LayerwiseLR  # noqa: E402
 
@@ -78,33 +84,22 @@ def optimizers():
     }
 
 
-def measure(model_name, steps, rounds, seed=0):
-    """Median (wall, CPU) seconds per step of each optimizer variant on one model."""
+def measure(model_name, steps, rounds, jit_compile=True, seed=0):
+    """Per-step times of each optimizer variant on one model, from interleaved rounds."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 16, size=(steps * BATCH, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 10, size=(steps * BATCH,))
-    models = {}
+    runs, ops = {}, {}
     for name, make in optimizers().items():
         keras.utils.set_random_seed(seed)
         model = MODELS[model_name]()
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        model.compile(make(), loss, jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION)
-        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)  # compile and warm up
-        models[name] = model
-    wall = {name: [] for name in models}
-    cpu = {name: [] for name in models}
-    shuffler = random.Random(seed)
-    for _ in range(rounds):
-        order = list(models)
-        shuffler.shuffle(order)
-        for name in order:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            models[name].fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-            wall[name].append((time.perf_counter() - start) / steps)
-            cpu[name].append((time.process_time() - start_cpu) / steps)
-    return {
-        name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in models
-    }
+        model.compile(make(), loss, jit_compile=jit_compile,
+                      steps_per_execution=STEPS_PER_EXECUTION)
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)  # trace, compile, warm up
+        runs[name] = lambda m=model: m.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        ops[name] = graph_ops(model, x[:BATCH], y[:BATCH])
+    return interleaved(runs, rounds, seed=seed, per=steps), ops
 
 
 def main(argv=None):
@@ -113,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="steps per timed epoch")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--jit", choices=("on", "off", "both"), default="both",
+                        help="jit_compile=True (XLA), False (Keras's default on CPU), or both")
     parser.add_argument("--threads", type=int, default=None,
                         help="TensorFlow intra- and inter-op threads (default: TF's choice)")
     args = parser.parse_args(argv)
@@ -124,21 +121,30 @@ def main(argv=None):
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    jits = {"on": [True], "off": [False], "both": [True, False]}[args.jit]
 
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, XLA, batch {BATCH}, "
-          f"{steps} steps x {rounds} interleaved rounds, median per step")
-    print(f"{'model':6} {'clock':5} {'adam ms':>8} {'layerwise ms':>13} {'multi ms':>9} "
-          f"{'layerwise/adam':>15} {'multi/adam':>11} {'layerwise/multi':>16}")
+    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, batch {BATCH}, "
+          f"{steps} steps x {rounds} interleaved rounds; ms = median per step, "
+          "ratios = median of per-round ratios")
+    print(f"{'model':6} {'xla':3} {'clock':5} {'adam ms':>8} {'layerwise ms':>13} "
+          f"{'multi ms':>9} {'layerwise/adam':>15} {'multi/adam':>11} {'layerwise/multi':>16}")
     results = {}
-    for model_name in args.models:
-        results[model_name] = t = measure(model_name, steps, rounds)
-        for i, clock in enumerate(("wall", "cpu")):
-            adam, layerwise, multi = t["adam"][i], t["layerwise"][i], t["multi"][i]
-            print(
-                f"{model_name:6} {clock:5} {adam * 1e3:8.3f} {layerwise * 1e3:13.3f} "
-                f"{multi * 1e3:9.3f} {layerwise / adam:15.3f} {multi / adam:11.3f} "
-                f"{layerwise / multi:16.3f}"
-            )
+    for jit in jits:
+        for model_name in args.models:
+            times, ops = measure(model_name, steps, rounds, jit)
+            results[model_name, jit] = times
+            if jit == jits[0]:
+                print(f"{model_name:6} ops in one traced step: " + ", ".join(
+                    f"{name} {n} ({n / ops['adam']:.3f})" for name, n in ops.items()))
+            for clock, t in times.items():
+                ms = {name: statistics.median(v) * 1e3 for name, v in t.items()}
+                print(
+                    f"{model_name:6} {'on' if jit else 'off':3} {clock:5} {ms['adam']:8.3f} "
+                    f"{ms['layerwise']:13.3f} {ms['multi']:9.3f} "
+                    f"{paired_ratio(t, 'layerwise', 'adam'):15.3f} "
+                    f"{paired_ratio(t, 'multi', 'adam'):11.3f} "
+                    f"{paired_ratio(t, 'layerwise', 'multi'):16.3f}"
+                )
     return results
 
 

@@ -8,7 +8,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_lr._validation import check_float, check_int, fail
+from keras_lr._validation import check_float, check_int, check_open_interval, fail
 from keras_lr.callbacks._lr import (
     FreshCopy,
     check_guards,
@@ -84,10 +84,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             fail("monitor", "must be a string", monitor, TypeError)
         self.monitor = monitor
         self.spike_factor = check_float("spike_factor", spike_factor, minimum=1.0, strict=True)
-        lr_factor = check_float("lr_factor", lr_factor)
-        if not 0.0 < lr_factor < 1.0:
-            fail("lr_factor", "must be in the open interval (0, 1)", lr_factor)
-        self.lr_factor = lr_factor
+        self.lr_factor = check_open_interval("lr_factor", lr_factor, 0.0, 1.0)
         self.max_recoveries = check_int("max_recoveries", max_recoveries, minimum=0)
         if snapshot_every != "epoch":
             if isinstance(snapshot_every, str):

@@ -6,7 +6,7 @@ import warnings
 
 import keras
 
-from keras_lr._validation import check_choice, check_float, check_int, fail
+from keras_lr._validation import check_choice, check_float, check_int, check_open_interval, fail
 from keras_lr.callbacks._lr import (
     FreshCopy,
     effective_learning_rate,
@@ -96,10 +96,7 @@ class ReduceLROnPlateau(FreshCopy, keras.callbacks.Callback):
         if not isinstance(monitor, str):
             fail("monitor", "must be a string", monitor, TypeError)
         self.monitor = monitor
-        factor = check_float("factor", factor)
-        if not 0.0 < factor < 1.0:
-            fail("factor", "must be in the open interval (0, 1)", factor)
-        self.factor = factor
+        self.factor = check_open_interval("factor", factor, 0.0, 1.0)
         self.patience = check_int("patience", patience, minimum=0)
         self.verbose = check_int("verbose", verbose, minimum=0)
         self.mode = check_choice("mode", mode, ("auto", "min", "max"))

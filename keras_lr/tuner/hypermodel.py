@@ -54,21 +54,25 @@ class LRHyperModel(keras_tuner.HyperModel):
             it is recompiled), or a reference model name of `keras_lr.models.FAMILIES`.
         epochs: epochs of a full trial (the default of ``fit``), >= 1.
         steps_per_epoch: optimizer steps per epoch (``ceil(len(x_train) / batch_size)``).
-        input_shape, num_classes: shape of one sample and number of classes (None: a
-            regression head), for a reference model name only.
+        input_shape: shape of one sample, for a reference model name only.
+        num_classes: number of classes (None: a regression head), for a reference model
+            name only.
         model_kwargs: further `keras_lr.models.build` arguments, for a reference model name.
         loss: the loss; None means ``"sparse_categorical_crossentropy"``, or ``"mse"`` for a
             reference regression model.
         metrics: compiled metrics; None means ``["accuracy"]`` for classification, none for
             regression.
         learning_rate: ``(min_value, max_value)`` of the searched rate (see `finder_range`).
-        schedules, optimizers, clip: the choices of `hp_schedule` and `hp_optimizer`.
+        schedules: the schedule families to search (`hp_schedule`'s `choices`).
+        optimizers: the optimizers to search (`hp_optimizer`'s `choices`).
+        clip: the clipping rules to search (`hp_optimizer`'s `clip`).
         pruning: a `DivergencePruning` (copied for every trial), True for the default one,
             or None / False for none.
         monitor: add `keras_lr.callbacks.LRMonitor` (``learning_rate`` in the logs).
         seed: global seed set before building and fitting, or None.
         jit_compile: passed to ``model.compile`` (``"auto"``, True, False).
-        name, tunable: as for `keras_tuner.HyperModel`.
+        name: the hypermodel's name, as for `keras_tuner.HyperModel`.
+        tunable: as for `keras_tuner.HyperModel`.
 
     Example:
 

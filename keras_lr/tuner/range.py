@@ -18,7 +18,8 @@ def finder_range(model, x, y=None, *, method: str = "valley", decades: float = 1
 
     Args:
         model: a compiled `keras.Model` (any optimizer; see `keras_lr.find_lr`).
-        x, y: training data, as for `keras_lr.find_lr`.
+        x: training inputs (or a dataset), as for `keras_lr.find_lr`.
+        y: training targets, as for `keras_lr.find_lr`.
         method: the suggestion rule, ``"valley"``, ``"steep"`` or ``"minimum"``.
         decades: half-width of the range in decades, > 0.
         **find_lr_kwargs: further `keras_lr.find_lr` arguments (``num_steps``,

@@ -199,3 +199,24 @@ def test_pruning_checks_its_arguments():
         DivergencePruning(patience=0)
     with pytest.raises(ValueError, match=r"^Argument `spike_factor` must be > 1. "):
         DivergencePruning(spike_factor=1.0)
+
+
+def test_a_resumed_trial_continues_its_schedule(clear_session):
+    """Hyperband continues a trial with `initial_epoch > 0`: the step count starts there."""
+    import numpy as np
+
+    hypermodel = LRHyperModel(
+        lambda hp: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, "softmax")]),
+        epochs=3, steps_per_epoch=4, schedules=("cosine",), optimizers=("adam",),
+        clip=("none",), monitor=False)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    x, y = np.zeros((16, 4), "float32"), np.zeros(16, "int32")
+    history = hypermodel.fit(hp, model, x, y, batch_size=4, initial_epoch=2, verbose=0)
+    assert int(model.optimizer.iterations) == 3 * 4  # 2 epochs skipped + 1 trained
+    assert len(history.history["loss"]) == 1
+    assert hypermodel.records == [{"epochs_run": 1, "pruned": False, "reason": None,
+                                   "hyperparameters": {"learning_rate": 1e-5,
+                                                       "schedule": "cosine",
+                                                       "cosine_min_fraction": 0.0,
+                                                       "optimizer": "adam", "clip": "none"}}]

@@ -50,8 +50,9 @@ class LRHyperModel(keras_tuner.HyperModel):
     "hyperparameters"}``.
 
     Args:
-        build_model: a function ``build_model(hp) -> keras.Model`` (uncompiled, or compiled:
-            it is recompiled), or a reference model name of `keras_lr.models.FAMILIES`.
+        build_model: a function ``build_model(hp) -> keras.Model`` (uncompiled; a compiled
+            one is recompiled, and then `loss` must be given), or a reference model name of
+            `keras_lr.models.FAMILIES`.
         epochs: epochs of a full trial (the default of ``fit``), >= 1.
         steps_per_epoch: optimizer steps per epoch (``ceil(len(x_train) / batch_size)``).
         input_shape: shape of one sample, for a reference model name only.
@@ -157,6 +158,7 @@ class LRHyperModel(keras_tuner.HyperModel):
         self.seed = None if seed is None else check_int("seed", seed, minimum=0)
         self.jit_compile = jit_compile
         regression = isinstance(build_model, str) and num_classes is None
+        self._loss_given = loss is not None
         self.loss = loss if loss is not None else (
             "mse" if regression else "sparse_categorical_crossentropy")
         self.metrics = list(metrics) if metrics is not None else ([] if regression
@@ -183,6 +185,12 @@ class LRHyperModel(keras_tuner.HyperModel):
                 raise TypeError(
                     "`build_model(hp)` must return a keras.Model. "
                     f"Received: {type(model).__name__}"
+                )
+            if model.compiled and not self._loss_given:
+                raise ValueError(
+                    "`build_model(hp)` returned a compiled model, which LRHyperModel compiles "
+                    "again with the searched optimizer: pass its `loss` (and `metrics`) to "
+                    "LRHyperModel instead of the default sparse categorical crossentropy."
                 )
         rate = hp_learning_rate(hp, "learning_rate", *self.learning_rate)
         schedule = hp_schedule(hp, max(2, self.total_steps), self.schedules, learning_rate=rate)

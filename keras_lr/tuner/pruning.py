@@ -34,6 +34,7 @@ Reference:
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 
@@ -130,6 +131,7 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         self.epochs_run = 0
         self.raw_logs = None
         self.best = None
+        self._warned = False
         self._first_loss = None
         self._worst = {}
         self._avg = 0.0
@@ -151,7 +153,14 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         self._start_window()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.pruned or not logs or "loss" not in logs:
+        if self.pruned:
+            return
+        if not logs or "loss" not in logs:
+            if not self._warned:
+                self._warned = True
+                warnings.warn("DivergencePruning: the batch logs have no `loss` entry "
+                              f"(available: {sorted(logs or {})}); batches are not checked.",
+                              stacklevel=2)
             return
         count = batch + 1  # Keras logs the running mean over the epoch's batches 0..batch
         total = float(logs["loss"]) * count

@@ -220,3 +220,16 @@ def test_a_resumed_trial_continues_its_schedule(clear_session):
                                                        "schedule": "cosine",
                                                        "cosine_min_fraction": 0.0,
                                                        "optimizer": "adam", "clip": "none"}}]
+
+
+def test_a_compiled_model_needs_its_loss_named(clear_session):
+    def build_model(hp):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile("adam", "mse")
+        return model
+
+    with pytest.raises(ValueError, match="returned a compiled model"):
+        LRHyperModel(build_model, epochs=1, steps_per_epoch=2).build(kt.HyperParameters())
+    model = LRHyperModel(build_model, epochs=1, steps_per_epoch=2, loss="mse",
+                         metrics=[]).build(kt.HyperParameters())
+    assert model.loss == "mse" and isinstance(model.optimizer, LRWrapper)

@@ -36,7 +36,7 @@ BATCH = 32
 
 
 def search(ds, pruning, trials, epochs, seed):
-    """One search; returns (seconds, records, best score)."""
+    """One search; returns (seconds, records, best score, {rate: score})."""
     hypermodel = LRHyperModel(
         "mlp", epochs=epochs, steps_per_epoch=math.ceil(len(ds.x_train) / BATCH),
         input_shape=ds.input_shape, num_classes=ds.num_classes, learning_rate=(1e-5, 10.0),
@@ -51,7 +51,9 @@ def search(ds, pruning, trials, epochs, seed):
                      validation_data=(ds.x_val, ds.y_val))
         seconds = time.perf_counter() - start
         best = tuner.oracle.get_best_trials(1)[0].score
-    return seconds, hypermodel.records, best
+        scores = {t.hyperparameters["learning_rate"]: t.score
+                  for t in tuner.oracle.trials.values()}
+    return seconds, hypermodel.records, best, scores
 
 
 def main(argv=None):
@@ -70,17 +72,21 @@ def main(argv=None):
     for repeat in range(args.repeats):
         seed = args.seed + repeat
         order = (True, False) if repeat % 2 == 0 else (False, True)
+        runs = {}
         for pruning in order:
-            seconds, records, best = search(ds, pruning, args.trials, args.epochs, seed)
+            seconds, records, best, scores = search(ds, pruning, args.trials, args.epochs, seed)
+            runs[pruning] = records, scores
             times[pruning].append(seconds)
             epochs = sum(r["epochs_run"] for r in records)
             label = "pruned  " if pruning else "unpruned"
             print(f"repeat {repeat + 1} (seed {seed}) {label}: {seconds:6.1f} s, {epochs} epochs "
                   f"in all, best val_accuracy {best:.4f}")
-            for record in records:
-                if record["pruned"]:
-                    print(f"    pruned: lr {record['hyperparameters']['learning_rate']:.3g} "
-                          f"after {record['epochs_run']} epoch(s) ({record['reason']})")
+        unpruned_scores = runs[False][1]
+        for record in runs[True][0]:
+            if record["pruned"]:
+                lr = record["hyperparameters"]["learning_rate"]
+                print(f"    pruned: lr {lr:.3g} after {record['epochs_run']} epoch(s) "
+                      f"({record['reason']}); unpruned it scored {unpruned_scores[lr]:.4f}")
         print(f"repeat {repeat + 1} ratio {times[True][-1] / times[False][-1]:.2f}")
     pruned, unpruned = statistics.median(times[True]), statistics.median(times[False])
     print(f"\n{args.trials} trials x {args.epochs} epochs, median of {args.repeats}: "

@@ -124,7 +124,7 @@ class LRHyperModel(keras_tuner.HyperModel):
         elif not callable(build_model):
             fail("build_model", "must be a function of `hp` or a reference model name",
                  build_model, TypeError)
-        elif input_shape is not None or model_kwargs:
+        elif input_shape is not None or num_classes is not None or model_kwargs:
             raise ValueError(
                 "Arguments `input_shape`, `num_classes` and `model_kwargs` apply to a reference "
                 "model name only; a model function builds its own model."

@@ -8,6 +8,8 @@ Subpackages (imported lazily, so ``import keras_lr`` and ``keras-lr --help`` sta
 * `keras_lr.callbacks`: learning-rate monitoring, divergence recovery, plateau reduction.
 * `keras_lr.finder`: the learning-rate range test (`keras_lr.find_lr`).
 * `keras_lr.models`, `keras_lr.data`: reference models and embedded data sets.
+* `keras_lr.tuner`: KerasTuner search hooks (optional: needs the ``tuner`` extra, so it is
+  not in ``__all__``; ``import keras_lr.tuner`` or ``keras_lr.tuner`` loads it).
 
 Example:
 
@@ -37,6 +39,7 @@ _SUBMODULES = (
     "study",
     "sweep",
 )
+_OPTIONAL = ("tuner",)  # needs an extra: importable by name, left out of `import *`
 _ATTRIBUTES = {
     "find_lr": "keras_lr.finder",
     "LRFinderResult": "keras_lr.finder",
@@ -46,7 +49,7 @@ __all__ = ["LRFinderResult", "__version__", "find_lr", *_SUBMODULES]
 
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name in _OPTIONAL:
         return importlib.import_module(f"keras_lr.{name}")
     if name in _ATTRIBUTES:
         return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
@@ -54,4 +57,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_OPTIONAL))

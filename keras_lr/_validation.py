@@ -22,6 +22,7 @@ __all__ = [
     "check_float",
     "check_increasing",
     "check_int",
+    "check_less",
     "check_open_interval",
     "check_same_length",
     "fail",
@@ -97,6 +98,15 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         fail(name, f"must be >= {minimum}", value)
     return value
+
+
+def check_less(name_a: str, a: float, name_b: str, b: float) -> None:
+    """Check ``a < b`` with a message that names both arguments, e.g.
+    ``Argument `min_value` must be < max_value. Received: min_value=1.0, max_value=0.1``."""
+    if not a < b:
+        raise ValueError(
+            f"Argument `{name_a}` must be < {name_b}. Received: {name_a}={a!r}, {name_b}={b!r}"
+        )
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

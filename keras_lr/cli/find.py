@@ -18,40 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 
-from keras_lr.cli.common import UsageError
+from keras_lr.cli.common import UsageError, int_at_least, load_data, positive_float
 
 __all__ = ["add_parser", "run"]
 
 _FAMILIES = ("mlp", "cnn", "lstm", "gru", "simple_rnn")
 _OPTIMIZERS = ("adam", "sgd")
 _VIEW_BY_RANK = {2: "flat", 3: "sequence", 4: "image"}
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
-        return value
-
-    parse.__name__ = f"int>={minimum}"
-    return parse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -73,27 +48,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default=".", help="output directory (default: current)")
     parser.add_argument(
-        "--num-steps", type=_int_at_least(10), default=100, help="steps / rates (default 100)"
+        "--num-steps", type=int_at_least(10), default=100, help="steps / rates (default 100)"
     )
-    parser.add_argument("--start-lr", type=_positive_float, default=1e-7, help="default 1e-7")
-    parser.add_argument("--end-lr", type=_positive_float, default=10.0, help="default 10")
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=32, help="default 32")
+    parser.add_argument("--start-lr", type=positive_float, default=1e-7, help="default 1e-7")
+    parser.add_argument("--end-lr", type=positive_float, default=10.0, help="default 10")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=32, help="default 32")
     parser.add_argument(
-        "--seed", type=_int_at_least(0), default=0, help="data split, weights and shuffle seed"
+        "--seed", type=int_at_least(0), default=0, help="data split, weights and shuffle seed"
     )
     parser.set_defaults(func=run)
     return parser
-
-
-def _load_data(name: str, view: str, seed: int):
-    from keras_lr import data
-
-    try:
-        return data.load(name, view=view, seed=seed)
-    except data.DataNotAvailable as error:
-        raise UsageError(str(error).splitlines()[0]) from None
-    except ValueError as error:
-        raise UsageError(f"--data {name}: {error}") from None
 
 
 def _reference_model(args):
@@ -101,7 +65,7 @@ def _reference_model(args):
 
     from keras_lr import models
 
-    dataset = _load_data(args.data, models.VIEWS[args.model], args.seed)
+    dataset = load_data(args.data, models.VIEWS[args.model], args.seed)
     model = models.build(args.model, dataset.input_shape, dataset.num_classes, seed=args.seed)
     optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[
         args.optimizer or "adam"
@@ -133,7 +97,7 @@ def _saved_model(args):
         raise UsageError(
             f"--model {args.model}: input shape {model.input_shape} matches no data view"
         )
-    dataset = _load_data(args.data, _VIEW_BY_RANK[rank], args.seed)
+    dataset = load_data(args.data, _VIEW_BY_RANK[rank], args.seed)
     if tuple(model.input_shape[1:]) != tuple(dataset.input_shape):
         raise UsageError(
             f"--model {args.model}: input shape {model.input_shape[1:]} does not match "

@@ -18,7 +18,7 @@ from keras_lr.cli.common import UsageError, quiet_tensorflow
 __all__ = ["build_parser", "main"]
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("study", "find", "schedule")
+_COMMANDS = ("study", "find", "tune", "schedule")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="keras-lr",
-        description="Learning-rate tools for Keras 3: schedules, finder, study.",
+        description="Learning-rate tools for Keras 3: schedules, finder, study, tuning.",
     )
     parser.add_argument("--version", action="version", version=f"keras-lr {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -63,38 +63,54 @@ TARGET_SCORE = 0.9
 _EPOCH_JIT = ("mlp", "lstm", "gru")  # whole epoch under XLA; CNN: TF graph (compiles faster)
 
 
-def make_schedule(name: str, total_steps: int, steps_per_epoch: int, peak: float = 1.0):
+def make_schedule(name: str, total_steps: int, steps_per_epoch: int, peak: float = 1.0, *,
+                  warmup_steps: int | None = None, drops: int = 2, gamma: float = 0.1,
+                  final_fraction: float = 0.01, min_fraction: float = 0.0,
+                  pct_start: float = 0.3, div_factor: float = 25.0, cycles: int = 2,
+                  base_fraction: float = 0.1, mode: str = "triangular"):
     """The keras-lr schedule of a study schedule name, with peak rate `peak` (1.0 in the study,
     where the run's rate scales it).
 
-    With ``T = total_steps`` and ``W = steps_per_epoch`` (at most ``T // 2``):
+    With ``T = total_steps``, ``W = warmup_steps`` (default ``steps_per_epoch``, at most
+    ``T // 2``) and the keyword options at their defaults (the study's schedules; the
+    KerasTuner search space `keras_lr.tuner.hp_schedule` varies them):
 
     * ``constant``: ``Constant(peak)``;
-    * ``step``: ``StepDecay(peak, step_size=ceil(T / 3), gamma=0.1)`` (two drops);
-    * ``exponential``: ``ExponentialDecay(peak, gamma=0.01 ** (1 / T))`` (to 1% at the end);
-    * ``cosine``: ``CosineDecay(peak, T)``;
+    * ``step``: ``StepDecay(peak, step_size=ceil(T / (drops + 1)), gamma=gamma)`` (two drops
+      by 0.1);
+    * ``exponential``: ``ExponentialDecay(peak, gamma=final_fraction ** (1 / T))`` (to 1% at
+      the end);
+    * ``cosine``: ``CosineDecay(peak, T, min_learning_rate=min_fraction * peak)``;
     * ``warmup``: ``Warmup(Constant(peak), W)`` (linear warmup over the first epoch);
     * ``warmup_cosine``: ``Warmup(CosineDecay(peak, T - W), W)``;
-    * ``onecycle``: ``OneCycle(peak, T)`` (PyTorch's defaults).
+    * ``onecycle``: ``OneCycle(peak, T, pct_start=pct_start, div_factor=div_factor)``
+      (PyTorch's defaults);
+    * ``cyclical``: ``CyclicalLR(base_fraction * peak, peak, step_size_up=T // (2 * cycles),
+      mode=mode)`` (`cycles` triangles over the run).
     """
     from keras_lr import schedules
 
-    warm = max(1, min(steps_per_epoch, total_steps // 2))
+    if warmup_steps is None:
+        warmup_steps = min(steps_per_epoch, total_steps // 2)
+    warm = max(1, warmup_steps)
     if name == "constant":
         return schedules.Constant(peak)
     if name == "step":
-        return schedules.StepDecay(peak, step_size=max(1, math.ceil(total_steps / 3)),
-                                   gamma=0.1)
+        return schedules.StepDecay(peak, step_size=max(1, math.ceil(total_steps / (drops + 1))),
+                                   gamma=gamma)
     if name == "exponential":
-        return schedules.ExponentialDecay(peak, gamma=0.01 ** (1.0 / total_steps))
+        return schedules.ExponentialDecay(peak, gamma=final_fraction ** (1.0 / total_steps))
     if name == "cosine":
-        return schedules.CosineDecay(peak, total_steps)
+        return schedules.CosineDecay(peak, total_steps, min_learning_rate=min_fraction * peak)
     if name == "warmup":
         return schedules.Warmup(schedules.Constant(peak), warm)
     if name == "warmup_cosine":
         return schedules.Warmup(schedules.CosineDecay(peak, max(1, total_steps - warm)), warm)
     if name == "onecycle":
-        return schedules.OneCycle(peak, total_steps)
+        return schedules.OneCycle(peak, total_steps, pct_start=pct_start, div_factor=div_factor)
+    if name == "cyclical":
+        return schedules.CyclicalLR(base_fraction * peak, peak,
+                                    step_size_up=max(1, total_steps // (2 * cycles)), mode=mode)
     raise ValueError(f"unknown schedule {name!r}")
 
 

@@ -46,9 +46,10 @@ def test_readme_main_command_runs(tmp_path, capsys):
     assert "keras-lr study" in commands, "README's main job must be `keras-lr study`"
     for command in commands:
         argv = shlex.split(command)[1:]
-        if argv[:1] == ["study"]:
-            # The full default study takes minutes; tests/study runs `--quick` end to end.
-            # Here: the README's exact command line must parse.
+        if argv[:1] in (["study"], ["tune"]):
+            # The default study and a 30-trial search take minutes; tests/study runs
+            # `study --quick` and tests/tuner runs `tune` end to end. Here: the README's
+            # exact command line must parse.
             args = build_parser().parse_args(argv)
             assert args.func is not None
             continue

@@ -127,7 +127,10 @@ def parallel_fit(
         seeds: one non-negative integer per replica, passed to `build_model`; ``None`` calls
             ``build_model()`` with no argument.
         metrics: mean-type metrics (``"accuracy"``, ``"mae"``, ...) computed per replica.
-        jit_compile: passed to ``compile`` (``True`` compiles the step with XLA).
+        jit_compile: ``True`` compiles the training step with XLA, ``False`` runs a plain
+            TensorFlow graph; ``"auto"`` (default) picks the faster one measured on CPU: XLA,
+            except for models with convolutions, which run grouped convolutions without XLA
+            (see `ReplicaModel.configure`).
 
     Returns:
         A `SweepResult`.
@@ -182,7 +185,7 @@ def parallel_fit(
         optimizer=opt,
         loss=SummedReplicaLoss(loss_fn, n),
         metrics=replica_metrics,
-        jit_compile=jit_compile,
+        jit_compile=replica_model.configure(jit_compile),
     )
     fit_history = replica_model.fit(
         x, y, batch_size=batch_size, epochs=epochs, validation_data=validation_data,

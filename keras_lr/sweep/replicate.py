@@ -11,7 +11,7 @@ Activations travel in one of four layouts (the `layout` argument of every layer)
 * ``"shared"``: no replica axis, the model input ``(B, ...)``, common to all replicas;
 * ``"axis"``: ``(B, N, ...)``, e.g. ``(B, N, units)`` after a replicated `Dense`;
 * ``"channels"``: ``(B, H, W, N * C)``, the N images stacked along the channels, replica ``i``
-  in channels ``[i * C, (i + 1) * C)``; convolutions are grouped (``groups=N``);
+  in channels ``[i * C, (i + 1) * C)``; convolutions are grouped (``groups=N``) or im2col;
 * ``"time"``: ``(B, T, N, F)``, a sequence of replicated features.
 
 The batched forms (``einsum("bnf,nfu->bnu")``, grouped convolutions, a recurrent cell whose
@@ -80,14 +80,22 @@ class ReplicatedDense(keras.layers.Layer):
 
 
 class ReplicatedConv2D(keras.layers.Layer):
-    """N `Conv2D` layers as one batched matmul over image patches (im2col).
+    """N `Conv2D` layers as one grouped convolution (or one batched matmul over patches).
 
-    The kernel is stored ``(N, kh, kw, C, F)``. The input patches ``(B, Ho, Wo, [N,] kh*kw*C)``
-    (gathered by ``kh * kw`` strided slices) are multiplied by the kernels reshaped to
-    ``(N, kh*kw*C, F)`` with one einsum; a ``"shared"`` input ``(B, H, W, C)`` gives one plain
-    matmul with ``N * F`` outputs. On CPUs this is much faster than a grouped convolution
-    (``groups=N``), which XLA and Eigen run one group at a time. The output is in the
-    ``"channels"`` layout, ``(B, Ho, Wo, N * F)``.
+    The kernel is stored ``(N, kh, kw, C, F)``; the output is in the ``"channels"`` layout,
+    ``(B, Ho, Wo, N * F)``. A ``"shared"`` input ``(B, H, W, C)`` takes one ordinary
+    convolution with ``N * F`` filters. A ``"channels"`` input ``(B, H, W, N * C)`` takes, by
+    `implementation`:
+
+    * ``"grouped"``: one TensorFlow convolution with ``groups=N`` (oneDNN on CPU). The fastest
+      on CPU *without* XLA (8 replicas of the reference CNN train in ~2x the time of one
+      model); XLA compiles grouped convolutions one group at a time, 20x slower;
+    * ``"patches"``: image patches ``(B, Ho, Wo, N, kh*kw*C)`` (``kh * kw`` strided slices)
+      times the kernels ``(N, kh*kw*C, F)`` in one einsum (im2col), the best form under XLA
+      and the fallback where TensorFlow has no CPU grouped convolution (oneDNN disabled);
+    * ``"split"``: one convolution per replica, concatenated.
+
+    `keras_lr.sweep.parallel_fit` picks it (see `keras_lr.sweep.convert.configure`).
 
     Args:
         num_replicas: N.
@@ -96,6 +104,7 @@ class ReplicatedConv2D(keras.layers.Layer):
         kernel_size, strides, padding, dilation_rate, activation, use_bias: as `Conv2D`
             (``channels_last`` only).
         layout: ``"shared"`` or ``"channels"``.
+        implementation: ``"grouped"``, ``"patches"`` or ``"split"`` (see above).
 
     Example:
         >>> layer = ReplicatedConv2D(2, 1, 4, (3, 3), layout="shared", padding="same")
@@ -105,7 +114,7 @@ class ReplicatedConv2D(keras.layers.Layer):
 
     def __init__(self, num_replicas, in_channels, filters, kernel_size, strides=(1, 1),
                  padding="valid", dilation_rate=(1, 1), activation=None, use_bias=True,
-                 layout="channels", **kwargs):
+                 layout="channels", implementation="grouped", **kwargs):
         super().__init__(**kwargs)
         self.num_replicas, self.in_channels, self.filters = num_replicas, in_channels, filters
         self.kernel_size = tuple(kernel_size)
@@ -113,6 +122,7 @@ class ReplicatedConv2D(keras.layers.Layer):
         self.dilation_rate = tuple(dilation_rate)
         self.activation = keras.activations.get(activation)
         self.use_bias, self.layout = use_bias, layout
+        self.implementation = implementation
         shape = (num_replicas,) + self.kernel_size + (in_channels, filters)
         self.kernel = _replica_weight(self, "kernel", shape)
         self.bias = _replica_weight(self, "bias", (num_replicas, filters)) if use_bias else None
@@ -139,17 +149,39 @@ class ReplicatedConv2D(keras.layers.Layer):
         ]
         return ops.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
 
+    def _kernel_hwio(self):
+        """``(N, kh, kw, C, F)`` -> ``(kh, kw, C, N * F)``: replica ``i`` in outputs ``i*F..``."""
+        n, c, f = self.num_replicas, self.in_channels, self.filters
+        kernel = ops.transpose(self.kernel, (1, 2, 3, 0, 4))
+        return ops.reshape(kernel, self.kernel_size + (c, n * f))
+
+    def _conv(self, x, kernel):
+        import tensorflow as tf  # grouped convolutions: TF's own op (Keras forces XLA on them)
+
+        return tf.nn.convolution(x, kernel, self.strides, self.padding.upper(),
+                                 dilations=self.dilation_rate)
+
     def call(self, x):
         n, c, f = self.num_replicas, self.in_channels, self.filters
-        kernel = ops.reshape(self.kernel, (n, -1, f))
-        if self.layout == "shared":
-            y = ops.einsum("bhwk,nkf->bhwnf", self._patches(x), kernel)
-        else:
-            x = ops.reshape(x, (-1, x.shape[1], x.shape[2], n, c))
-            y = ops.einsum("bhwnk,nkf->bhwnf", self._patches(x), kernel)
+        if self.implementation == "patches":
+            kernel = ops.reshape(self.kernel, (n, -1, f))
+            if self.layout == "shared":
+                y = ops.einsum("bhwk,nkf->bhwnf", self._patches(x), kernel)
+            else:
+                x = ops.reshape(x, (-1, x.shape[1], x.shape[2], n, c))
+                y = ops.einsum("bhwnk,nkf->bhwnf", self._patches(x), kernel)
+            y = ops.reshape(y, (-1, y.shape[1], y.shape[2], n * f))
+        elif self.layout == "shared" or self.implementation == "grouped":
+            # One convolution: N * F filters on a shared input, or groups=N on stacked ones.
+            y = self._conv(x, self._kernel_hwio())
+        else:  # "split": one convolution per replica (what XLA compiles best)
+            y = ops.concatenate(
+                [self._conv(x[..., i * c:(i + 1) * c], self.kernel[i]) for i in range(n)],
+                axis=-1)
+        y = ops.reshape(y, (-1, y.shape[1], y.shape[2], n, f))
         if self.bias is not None:
             y = ops.add(y, self.bias)
-        y = self.activation(y)
+        y = self.activation(y)  # per replica, even for a softmax over the filters
         return ops.reshape(y, (-1, y.shape[1], y.shape[2], n * f))
 
 

@@ -8,9 +8,10 @@ model of the original architecture.
 Supported layers: `Dense` (2-D inputs), `Conv2D` (``channels_last``, ``groups=1``),
 `LSTM`, `GRU` (``reset_after=True``), `SimpleRNN` (no dropout, not stateful, forward only),
 `Flatten`, `MaxPooling2D`, `AveragePooling2D`, `GlobalAveragePooling2D`,
-`GlobalMaxPooling2D`, `Dropout`, `Activation`, and any layer without weights placed before the
-first replicated layer (it runs once, shared by all replicas). Anything else raises a
-`ValueError` naming the layer.
+`GlobalMaxPooling2D`, `Dropout` (after the first layer with weights, ``noise_shape=None``; each
+replica draws its original layer's masks), `Activation`, and any deterministic layer without
+weights placed before the first replicated layer (it runs once, shared by all replicas).
+Anything else, other random layers included, raises a `ValueError` naming the layer.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from keras_lr.sweep.replicate import (
     ReplicaFlatten,
     ReplicatedConv2D,
     ReplicatedDense,
+    ReplicatedDropout,
     ReplicatedRecurrent,
 )
 
@@ -72,6 +74,13 @@ def _convert_layer(layer, layout: str, n: int):
     """Return ``(replicated_layer, new_layout, [(rep_var, weight_getter)])``."""
     kind = type(layer).__name__
     shape = tuple(layer.input.shape[1:])
+    if kind == "Dropout":
+        if layer.noise_shape is not None or layout == "shared":
+            _unsupported(layer, layout, "dropout needs noise_shape=None and a layer with "
+                         "weights before it (a shared input cannot take per-replica masks)")
+        return ReplicatedDropout(n, layer.rate, layout=layout, name=layer.name), layout, []
+    if getattr(layer, "seed_generator", None) is not None:
+        _unsupported(layer, layout, "random layers other than Dropout would share their noise")
     if layout == "shared" and not layer.weights:
         return _clone(layer), "shared", []
     if kind == "Dense":
@@ -124,8 +133,6 @@ def _convert_layer(layer, layout: str, n: int):
         channels = shape[-1]  # one replica's channels
         return keras.Sequential([pool, keras.layers.Reshape((n, channels))],
                                 name=layer.name), "axis", []
-    if kind == "Dropout":
-        return _clone(layer), layout, []
     if kind == "Activation" and layout in ("axis", "time"):
         return _clone(layer), layout, []
     _unsupported(layer, layout)
@@ -148,11 +155,17 @@ class ReplicaModel(keras.Model):
     def configure(self, jit_compile="auto") -> bool:
         """Choose the fastest layer implementations for `jit_compile` and resolve ``"auto"``.
 
-        ``"auto"`` resolves to XLA (``True``) except for models with replicated convolutions
-        when TensorFlow has CPU grouped convolutions (`grouped_conv_available`): those run as
-        a plain graph with ``groups=N`` convolutions (measured ~2x one model's time for 8
-        replicas of the reference CNN, against ~3x under XLA with im2col). Under XLA the
-        convolutions use im2col (``"patches"``).
+        ``"auto"`` resolves to XLA (``True``) except for
+
+        * models with replicated convolutions when TensorFlow has CPU grouped convolutions
+          (`grouped_conv_available`): those run as a plain graph with ``groups=N``
+          convolutions (measured ~2x one model's time for 8 replicas of the reference CNN,
+          against ~3x under XLA with im2col);
+        * models with dropout: XLA draws other masks than TensorFlow's kernels from the same
+          seeds, and an ordinary fit on a CPU does not use XLA, so the replicas run without
+          XLA to reproduce it mask for mask.
+
+        Under XLA the convolutions use im2col (``"patches"``).
 
         Returns:
             The resolved `jit_compile` (a bool) to pass to ``compile``.
@@ -160,8 +173,10 @@ class ReplicaModel(keras.Model):
         convs = [layer for layer in self.stack
                  if isinstance(layer, ReplicatedConv2D) and layer.layout == "channels"]
         grouped = grouped_conv_available()
+        dropout = any(isinstance(layer, ReplicatedDropout) and layer.rate > 0
+                      for layer in self.stack)
         if jit_compile == "auto":
-            jit_compile = not (convs and grouped)
+            jit_compile = not ((convs and grouped) or dropout)
         for layer in convs:
             layer.implementation = "grouped" if grouped and not jit_compile else "patches"
         return bool(jit_compile)
@@ -178,6 +193,9 @@ class ReplicaModel(keras.Model):
                 keras.ops.convert_to_numpy(getter(m.layers[layer_index])) for m in models
             ]
             rep.assign(np.stack(values))
+        for layer_index, layer in enumerate(self.stack):
+            if isinstance(layer, ReplicatedDropout):
+                layer.load([m.layers[layer_index] for m in models])
 
     def replica_weights(self, i: int) -> list[tuple[int, object, np.ndarray]]:
         """``(layer_index, getter, value)`` of replica `i` for each replicated weight."""

@@ -49,10 +49,11 @@ class ReplicaOptimizerMixin:
         super().build(variables)
         n = len(self.replica_rates)
         # A variable, not a constant: a caller may assign per-step rates (keras-lr study).
+        rates = np.asarray(self.replica_rates, dtype="float32")
         self.replica_rate = self.add_variable(
-            shape=(n,), initializer="zeros", dtype="float32", name="replica_rate"
+            shape=(n,), dtype="float32", name="replica_rate",
+            initializer=lambda shape, dtype: ops.convert_to_tensor(rates, dtype),
         )
-        self.replica_rate.assign(self.replica_rates)
         self.replica_alive = self.add_variable(
             shape=(n,), initializer="ones", dtype="float32", name="replica_alive"
         )

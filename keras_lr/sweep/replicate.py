@@ -32,6 +32,7 @@ __all__ = [
     "LAYOUTS",
     "ReplicaFlatten",
     "ReplicatedConv2D",
+    "ReplicatedDropout",
     "ReplicatedDense",
     "ReplicatedRecurrent",
 ]
@@ -216,6 +217,53 @@ def _prod(values):
     for v in values:
         out *= v
     return out
+
+
+class ReplicatedDropout(keras.layers.Layer):
+    """N `Dropout` layers that draw the masks the N original layers would draw.
+
+    Replica ``i``'s slice (``x[:, i]`` in the ``"axis"`` layout, ``x[:, :, i]`` in ``"time"``,
+    channels ``[i * C, (i + 1) * C)`` in ``"channels"``) goes through ``keras.random.dropout``
+    with its own seed generator, whose state `load` copies from the original layer's: the
+    slice has the shape the original layer sees, so each replica gets the same masks, step by
+    step, as a separate run of its model.
+
+    Args:
+        num_replicas: N.
+        rate: the dropout rate.
+        layout: ``"axis"``, ``"time"`` or ``"channels"``.
+
+    Example:
+        >>> layer = ReplicatedDropout(2, 0.5, layout="axis")
+        >>> layer(keras.ops.ones((3, 2, 4)), training=True).shape
+        (3, 2, 4)
+    """
+
+    def __init__(self, num_replicas, rate, layout="axis", **kwargs):
+        super().__init__(**kwargs)
+        self.num_replicas, self.rate, self.layout = num_replicas, rate, layout
+        self.generators = [keras.random.SeedGenerator(i, name=f"seed_generator_{i}")
+                           for i in range(num_replicas)]
+        self.built = True
+
+    def load(self, layers) -> None:
+        """Copy the seed-generator state of the N original `Dropout` layers."""
+        for generator, layer in zip(self.generators, layers, strict=True):
+            generator.state.assign(layer.seed_generator.state)
+
+    def call(self, x, training=False):
+        if not training or self.rate <= 0:
+            return x
+        n = self.num_replicas
+        if self.layout == "channels":
+            parts = ops.split(x, n, axis=-1)
+        else:
+            parts = ops.unstack(x, n, axis=1 if self.layout == "axis" else 2)
+        dropped = [keras.random.dropout(part, self.rate, seed=generator)
+                   for part, generator in zip(parts, self.generators, strict=True)]
+        if self.layout == "channels":
+            return ops.concatenate(dropped, axis=-1)
+        return ops.stack(dropped, axis=1 if self.layout == "axis" else 2)
 
 
 class _ReplicatedCell(keras.layers.Layer):

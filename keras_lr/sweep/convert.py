@@ -23,12 +23,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lr.sweep.recurrent import ReplicatedRecurrent
 from keras_lr.sweep.replicate import (
     ReplicaFlatten,
     ReplicatedConv2D,
     ReplicatedDense,
     ReplicatedDropout,
-    ReplicatedRecurrent,
 )
 
 __all__ = ["ReplicaModel", "grouped_conv_available", "replicate"]

@@ -59,10 +59,12 @@ def test_parallel_cnn_records_match(clear_session):
 
 def test_use_parallel_rule():
     three = [_config(lr=lr) for lr in (0.001, 0.01, 0.1)]
-    assert parallel.use_parallel(three, "auto")
-    assert not parallel.use_parallel(three[:2], "auto")
+    assert not parallel.use_parallel(three, "auto")  # measured slower for the MLP
     assert parallel.use_parallel(three[:2], True)
+    assert not parallel.use_parallel(three[:1], True)
     assert not parallel.use_parallel(three, False)
+    convs = [_config(family="cnn", lr=lr) for lr in (0.001, 0.01)]
+    assert parallel.use_parallel(convs, "auto")
     assert not parallel.use_parallel([_config(lr=lr, clip="agc") for lr in (1, 2, 3)], True)
     assert not parallel.use_parallel(
         [_config(lr=lr, multipliers="dense_x10") for lr in (1, 2, 3)], True)
@@ -81,7 +83,7 @@ def test_run_group_batches_by_seed(clear_session, monkeypatch):
 
     monkeypatch.setattr(parallel, "run_parallel", fake)
     configs = [_config(lr=lr, seed=s) for s in (0, 1) for lr in (0.001, 0.01, 0.1)]
-    keys = [r["key"] for r in runner.run_group(configs, runner.Runner())]
+    keys = [r["key"] for r in runner.run_group(configs, runner.Runner(parallel=True))]
     assert calls == [[0, 0, 0], [1, 1, 1]]
     assert keys == [c.key for c in configs]
     assert np.all([k is not None for k in keys])

@@ -128,9 +128,9 @@ def parallel_fit(
             ``build_model()`` with no argument.
         metrics: mean-type metrics (``"accuracy"``, ``"mae"``, ...) computed per replica.
         jit_compile: ``True`` compiles the training step with XLA, ``False`` runs a plain
-            TensorFlow graph; ``"auto"`` (default) picks the faster one measured on CPU: XLA,
-            except for models with convolutions, which run grouped convolutions without XLA
-            (see `ReplicaModel.configure`).
+            TensorFlow graph; ``"auto"`` (default): XLA, except for models with convolutions
+            (grouped convolutions without XLA are faster on CPU) or dropout (without XLA the
+            masks equal those of an ordinary CPU fit); see `ReplicaModel.configure`.
 
     Returns:
         A `SweepResult`.
@@ -156,6 +156,8 @@ def parallel_fit(
         check_same_length("seeds", seeds, "learning_rates", rates)
         seeds = [check_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
     epochs = check_int("epochs", epochs, minimum=1)
+    if not (jit_compile is True or jit_compile is False or jit_compile == "auto"):
+        fail("jit_compile", "must be True, False or 'auto'", jit_compile)
     if not callable(build_model):
         fail("build_model", "must be a function returning a new, uncompiled Keras model",
              build_model, TypeError)

@@ -91,6 +91,8 @@ def test_bad_optimizer_and_schedule(ds):
     with pytest.raises(TypeError, match="plain Keras optimizer"):
         parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train,
                      optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()))
+    with pytest.raises(ValueError, match="Argument `jit_compile` must be True, False or"):
+        parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train, jit_compile="yes")
     with pytest.raises(TypeError, match="schedule"):
         parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train, schedule=lambda t: 1.0)
 

@@ -128,9 +128,9 @@ def parallel_fit(
             ``build_model()`` with no argument.
         metrics: mean-type metrics (``"accuracy"``, ``"mae"``, ...) computed per replica.
         jit_compile: ``True`` compiles the training step with XLA, ``False`` runs a plain
-            TensorFlow graph; ``"auto"`` (default): XLA, except for models with convolutions
-            (grouped convolutions without XLA are faster on CPU) or dropout (without XLA the
-            masks equal those of an ordinary CPU fit); see `ReplicaModel.configure`.
+            TensorFlow graph; ``"auto"`` (default): XLA for recurrent models, a plain graph
+            for the others (faster on CPU, measured) and for any model with dropout (the
+            masks then equal those of an ordinary CPU fit); see `ReplicaModel.configure`.
 
     Returns:
         A `SweepResult`.

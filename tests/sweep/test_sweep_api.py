@@ -130,7 +130,9 @@ def test_replicated_conv_matches_conv2d(padding, strides, implementation):
 def test_configure_resolves_auto_per_architecture(ds):
     from keras_lr.sweep.convert import grouped_conv_available
 
-    assert replicate([_build(ds, s) for s in range(2)]).configure("auto") is True
+    assert replicate([_build(ds, s) for s in range(2)]).configure("auto") is False
+    rnns = [models.rnn((8, 8), 10, cell="gru", units=4, seed=s) for s in range(2)]
+    assert replicate(rnns).configure("auto") is True
     convs = [models.cnn((8, 8, 1), 10, filters=(2, 2), dense=4, seed=s) for s in range(2)]
     model = replicate(convs)
     assert model.configure("auto") is not grouped_conv_available()

@@ -4,7 +4,7 @@ Usage::
 
     keras-lr find --model {mlp,cnn,lstm,gru,simple_rnn} --data digits [--optimizer adam|sgd]
                   [--out DIR] [--num-steps N] [--start-lr LR] [--end-lr LR] [--batch-size B]
-                  [--seed S]
+                  [--seed S] [--verify K [--verify-epochs E]]
     keras-lr find --model path/to/model.keras --data digits ...
 
 Prints the suggestions (``valley``, ``steep``, ``minimum``) and writes ``DIR/lr_find.png`` and
@@ -12,6 +12,12 @@ Prints the suggestions (``valley``, ``steep``, ``minimum``) and writes ``DIR/lr_
 compiled; it trains with its own optimizer (``--optimizer`` is for the reference models) on the
 data view that matches its input rank (2: flat, 3: sequence, 4: image). TensorFlow is imported
 only when the command runs.
+
+``--verify K`` then checks the valley suggestion: K rates log-spaced over a decade either side
+of it train from the same initial weights for ``--verify-epochs`` epochs, all at once in one
+replicated model (`keras_lr.finder.verify.verify_rates`, `keras_lr.sweep.parallel_fit`); the
+command prints each rate's final validation loss, marks the best, writes
+``DIR/lr_verify.png`` and adds a ``verify`` entry to ``DIR/lr_find.json``.
 """
 
 from __future__ import annotations
@@ -55,6 +61,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int_at_least(1), default=32, help="default 32")
     parser.add_argument(
         "--seed", type=int_at_least(0), default=0, help="data split, weights and shuffle seed"
+    )
+    parser.add_argument(
+        "--verify", type=int_at_least(2), default=None, metavar="K",
+        help="then train K rates around the valley suggestion (a decade either side) at "
+        "once for --verify-epochs, report which won and plot them (DIR/lr_verify.png)",
+    )
+    parser.add_argument(
+        "--verify-epochs", type=int_at_least(1), default=2, help="epochs of --verify (2)"
     )
     parser.set_defaults(func=run)
     return parser
@@ -123,7 +137,7 @@ def run(args) -> int:
     else:
         model, dataset = _saved_model(args)
         label = os.path.basename(args.model)
-    (x, y), _ = dataset
+    (x, y), validation = dataset
     result = find_lr(
         model, x, y, batch_size=args.batch_size, start_lr=args.start_lr, end_lr=args.end_lr,
         num_steps=args.num_steps, seed=args.seed,
@@ -143,5 +157,57 @@ def run(args) -> int:
     for name, value in result.suggestions().items():
         shown = "n/a (too few steps)" if value is None else f"{value:.3g}"
         print(f"  {name:<8} {shown}")
+    if args.verify:
+        record["verify"] = _verify(args, model, x, y, validation, result, label)
+        with open(path_json, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1)
     print(f"wrote {png} and {path_json}")
     return 0
+
+
+def _verify(args, model, x, y, validation, result, label) -> dict | None:
+    """``--verify K``: train K rates around the valley suggestion at once; print the winner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from keras_lr.finder.verify import verify_rates
+
+    try:
+        centre = float(result.suggestion("valley"))
+    except ValueError:
+        print("verify: skipped (no valley suggestion: the curve is too short)")
+        return None
+    try:
+        sweep = verify_rates(model, x, y, centre, count=args.verify, epochs=args.verify_epochs,
+                             batch_size=args.batch_size, validation_data=tuple(validation),
+                             seed=args.seed)
+    except ValueError as error:
+        raise UsageError(f"--verify: {error}".splitlines()[0]) from None
+    metric = "val_loss"
+    final = sweep.final(metric)
+    try:
+        best = sweep.best(metric)
+    except ValueError:
+        best = None
+    print(f"verify: {args.verify} rates around valley {centre:.3g}, {args.verify_epochs} "
+          f"epochs, trained at once (keras_lr.sweep)")
+    for i, rate in enumerate(sweep.learning_rates):
+        state = "diverged" if sweep.diverged[i] else f"{metric} {final[i]:.4g}"
+        mark = "  <- best" if best is not None and best["index"] == i else ""
+        print(f"  {rate:<10.3g} {state}{mark}")
+    ax = sweep.plot(metric)
+    ax.axvline(centre, color="grey", linestyle="--", label=f"valley {centre:.3g}")
+    ax.legend()
+    ax.set_title(f"{label}: {args.verify_epochs} epochs per rate")
+    path = os.path.join(args.out, "lr_verify.png")
+    ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(ax.figure)
+    if best is not None:
+        print(f"verify: best rate {best['learning_rate']:.3g} ({metric} {best['value']:.4g}); "
+              f"wrote {path}")
+    else:
+        print(f"verify: every rate diverged; wrote {path}")
+    return {"around": centre, "epochs": args.verify_epochs, "metric": metric,
+            "best": best, **sweep.to_dict()}

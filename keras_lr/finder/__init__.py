@@ -5,6 +5,7 @@ Modules:
     loop: the compiled chunked training loop, its per-model cache and the state copy.
     result: `LRFinderResult` (curve, suggestions, plot, JSON).
     suggest: fastai's ``valley``, ``steep`` and ``minimum`` suggestion rules.
+    verify: `verify_rates`: train a few rates around a suggestion at once (`keras_lr.sweep`).
 
 Example:
 
@@ -18,6 +19,7 @@ result.plot(path="lr_find.png")
 from keras_lr.finder.core import find_lr, range_test_rates
 from keras_lr.finder.result import STOP_REASONS, LRFinderResult
 from keras_lr.finder.suggest import minimum, steep, valley
+from keras_lr.finder.verify import verify_rates
 
 __all__ = [
     "STOP_REASONS",
@@ -27,4 +29,5 @@ __all__ = [
     "range_test_rates",
     "steep",
     "valley",
+    "verify_rates",
 ]

@@ -38,6 +38,7 @@ from keras_lr.study.grid import (
     parse_rates,
     rate_grid,
 )
+from keras_lr.study.parallel import run_parallel, use_parallel
 from keras_lr.study.runner import Runner, make_optimizer, make_schedule, run_group
 from keras_lr.study.store import Store
 
@@ -65,7 +66,9 @@ __all__ = [
     "parse_rates",
     "rate_grid",
     "run_group",
+    "run_parallel",
     "run_study",
+    "use_parallel",
     "verdict",
     "write_outputs",
 ]

@@ -2,7 +2,8 @@
 
 `run_study` expands the plan stage by stage (a stage may depend on the results of earlier
 ones), skips every config whose key is already in ``DIR/runs.jsonl``, runs the rest (grouped
-so that each compiled trainer is reused), appends each record as it finishes, and finally
+so that each compiled trainer is reused, through `runner.run_group`, which trains the runs of
+one group and seed in parallel where `Runner.parallel` allows it), appends each record as it finishes, and finally
 writes ``results.csv``, ``results.json``, the figures and ``report.md``/``report.html``. On
 ``KeyboardInterrupt`` it writes the same outputs from the finished runs, marks the report as
 partial and re-raises (the CLI then exits with 130); a rerun resumes where it stopped.
@@ -11,6 +12,7 @@ partial and re-raises (the CLI then exits with 130); a rerun resumes where it st
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import platform
 import sys
@@ -21,7 +23,7 @@ from keras_lr.study import claims as claims_mod
 from keras_lr.study import metrics
 from keras_lr.study.grid import Plan
 from keras_lr.study.report import write_report
-from keras_lr.study.runner import Runner
+from keras_lr.study.runner import Runner, run_group
 from keras_lr.study.store import Store, write_tables
 
 __all__ = ["StudyResult", "run_study", "write_outputs"]
@@ -78,12 +80,8 @@ def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | 
                 skipped += len(configs) - len(todo)
                 bar.update(task, advance=len(configs) - len(todo))
                 todo.sort(key=lambda c: (c.kind, getattr(c, "group", ()), c.seed))
-                for config in todo:
+                for config, record in _records(todo, runner):
                     bar.update(task, description=config.label(), stage=stage.name)
-                    if config.kind == "run":
-                        record = runner.run(config)
-                    else:
-                        record = runner.run_range_test(config)
                     store.append(record)
                     records.append(record)
                     done.add(record["key"])
@@ -101,6 +99,22 @@ def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | 
     if interrupted:
         raise StudyInterrupted(result)
     return result
+
+
+def _records(todo: list, runner: Runner):
+    """Yield ``(config, record)`` for every config of `todo` (sorted by kind, group, seed):
+    runs group by group through `run_group` (parallel batches where allowed), range tests one
+    by one."""
+    for (kind, _), chunk in itertools.groupby(
+            todo, key=lambda c: (c.kind, getattr(c, "group", None))):
+        chunk = list(chunk)
+        if kind == "run":
+            by_key = {c.key: c for c in chunk}
+            for record in run_group(chunk, runner):
+                yield by_key[record["key"]], record
+        else:
+            for config in chunk:
+                yield config, runner.run_range_test(config)
 
 
 class StudyInterrupted(KeyboardInterrupt):

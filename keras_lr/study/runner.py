@@ -24,8 +24,9 @@ batch order is a seeded permutation per epoch (``numpy.random.default_rng([seed,
 incomplete last batch is dropped so every step has one shape. The validation set is scored
 in one compiled call after each epoch.
 
-`run_group` is the plug-in point for a parallel engine (e.g. ``keras_lr.sweep``): it receives
-configs of one group (differing in rate, seed and schedule only) and yields one record each.
+`run_group` receives configs of one group (differing in rate, seed and schedule only) and
+yields one record each; it hands batches of one seed to the parallel engine
+(`keras_lr.study.parallel`, built on ``keras_lr.sweep``) when ``Runner.parallel`` allows it.
 """
 
 from __future__ import annotations
@@ -181,7 +182,10 @@ class _Data:
 class Runner:
     """Runs configs, caching data, initial weights and one compiled trainer per group."""
 
-    def __init__(self):
+    def __init__(self, parallel: bool | str = "auto"):
+        from keras_lr._validation import check_choice
+
+        self.parallel = check_choice("parallel", parallel, (True, False, "auto"))
         self._data: dict = {}
         self._weights: dict = {}
         self._trainers: dict = {}
@@ -217,12 +221,22 @@ def run_group(configs: Iterable[RunConfig], runner: Runner | None = None) -> Ite
     """Run configs that share a group (same model, data and optimizer; they differ in rate,
     seed and schedule only), yielding one record per config as it finishes.
 
-    This is the seam for a parallel engine: a replacement may train the whole list at once
-    and must yield records with the same fields.
+    The configs of each seed form a batch; a batch that `keras_lr.study.parallel.use_parallel`
+    accepts under ``runner.parallel`` trains at once in one replicated model (its records come
+    together at its end), any other batch run by run. Both engines give the same records.
     """
+    from keras_lr.study.parallel import run_parallel, use_parallel
+
     runner = runner or Runner()
+    batches: dict = {}
     for config in configs:
-        yield runner.run(config)
+        batches.setdefault((config.group, config.seed), []).append(config)
+    for batch in batches.values():
+        if use_parallel(batch, runner.parallel):
+            yield from run_parallel(runner, batch)
+        else:
+            for config in batch:
+                yield runner.run(config)
 
 
 def _build(family, size, data: _Data, seed):
@@ -348,43 +362,50 @@ class _Trainer:
 
     def _record(self, config, initial_loss, train_losses, val_losses, scores, step_losses,
                 diverged_at, seconds):
-        import dataclasses
+        return make_record(self.data, config, initial_loss, train_losses, val_losses, scores,
+                           step_losses, diverged_at, seconds)
 
-        base = self.data.baseline_score
-        diverged = diverged_at is not None
-        finite = [s for s in scores if math.isfinite(s)]
-        final_score = base if diverged or not finite else scores[-1]
-        best_score = max(finite) if finite else base
-        if diverged:
-            best_score = max([base] + [s for s in finite[:diverged_at]])
-        finite_losses = [v for v in val_losses if math.isfinite(v)]
-        half = max(1, math.ceil(config.epochs / 2))
-        tail = np.concatenate(step_losses[-half:]) if step_losses else np.zeros(0)
-        return {
-            "kind": "run",
-            "key": config.key,
-            "variant": config.variant,
-            **dataclasses.asdict(config),
-            "regression": self.data.regression,
-            "baseline_score": base,
-            "initial_loss": initial_loss,
-            "final_score": final_score,
-            "best_score": best_score,
-            "final_val_acc": None if self.data.regression else final_score,
-            "best_val_acc": None if self.data.regression else best_score,
-            "final_loss": val_losses[-1] if not diverged else float("nan"),
-            "best_loss": min(finite_losses) if finite_losses else float("nan"),
-            "diverged": diverged,
-            "diverged_epoch": None if not diverged else diverged_at + 1,
-            "epochs_run": len(val_losses),
-            "epochs_to_target": epochs_to_target(scores[: diverged_at], TARGET_SCORE)
-            if diverged else epochs_to_target(scores, TARGET_SCORE),
-            "oscillation": float("nan") if diverged else oscillation(tail),
-            "train_loss": train_losses,
-            "val_loss": val_losses,
-            "val_score": scores,
-            "seconds": seconds,
-        }
+
+def make_record(data: _Data, config: RunConfig, initial_loss, train_losses, val_losses, scores,
+                step_losses, diverged_at, seconds) -> dict:
+    """The record of one finished run (shared by the sequential and parallel engines)."""
+    import dataclasses
+
+    base = data.baseline_score
+    diverged = diverged_at is not None
+    finite = [s for s in scores if math.isfinite(s)]
+    final_score = base if diverged or not finite else scores[-1]
+    best_score = max(finite) if finite else base
+    if diverged:
+        best_score = max([base] + [s for s in finite[:diverged_at]])
+    finite_losses = [v for v in val_losses if math.isfinite(v)]
+    half = max(1, math.ceil(config.epochs / 2))
+    tail = np.concatenate(step_losses[-half:]) if step_losses else np.zeros(0)
+    return {
+        "kind": "run",
+        "key": config.key,
+        "variant": config.variant,
+        **dataclasses.asdict(config),
+        "regression": data.regression,
+        "baseline_score": base,
+        "initial_loss": initial_loss,
+        "final_score": final_score,
+        "best_score": best_score,
+        "final_val_acc": None if data.regression else final_score,
+        "best_val_acc": None if data.regression else best_score,
+        "final_loss": val_losses[-1] if not diverged else float("nan"),
+        "best_loss": min(finite_losses) if finite_losses else float("nan"),
+        "diverged": diverged,
+        "diverged_epoch": None if not diverged else diverged_at + 1,
+        "epochs_run": len(val_losses),
+        "epochs_to_target": epochs_to_target(scores[: diverged_at], TARGET_SCORE)
+        if diverged else epochs_to_target(scores, TARGET_SCORE),
+        "oscillation": float("nan") if diverged else oscillation(tail),
+        "train_loss": train_losses,
+        "val_loss": val_losses,
+        "val_score": scores,
+        "seconds": seconds,
+    }
 
 
 def _range_test(runner: Runner, config: RangeTestConfig) -> dict:

@@ -10,7 +10,9 @@ SGD, AdamW, ...) whose variables all carry the replica axis first (see
 3. clipping runs per replica: ``clipnorm`` on each ``g[i]``, ``global_clipnorm`` on the global
    norm of replica ``i``'s gradients, ``clipvalue`` element-wise (as Keras);
 4. the update uses ``lr_i(t) = schedule(t) * rate_i * alive_i`` (the rate is scaled, not the
-   gradient, so Adam stays exact); decoupled weight decay uses the same ``lr_i(t)``;
+   gradient, so Adam stays exact); decoupled weight decay uses the same ``lr_i(t)``. The
+   rates live in the variable ``replica_rate`` (``(N,)``), which a custom loop may assign
+   before any step;
 5. frozen replicas' weights are restored to their value before the step, whatever the
    optimizer (SGD with momentum would otherwise keep moving them).
 
@@ -46,6 +48,12 @@ class ReplicaOptimizerMixin:
     def build(self, variables):
         super().build(variables)
         n = len(self.replica_rates)
+        # A variable, not a constant: a caller may assign per-step rates (keras-lr study).
+        rates = np.asarray(self.replica_rates, dtype="float32")
+        self.replica_rate = self.add_variable(
+            shape=(n,), dtype="float32", name="replica_rate",
+            initializer=lambda shape, dtype: ops.convert_to_tensor(rates, dtype),
+        )
         self.replica_alive = self.add_variable(
             shape=(n,), initializer="ones", dtype="float32", name="replica_alive"
         )
@@ -67,7 +75,7 @@ class ReplicaOptimizerMixin:
         self.replica_alive.assign(ops.cast(alive, "float32"))
         self._replica_alive_now = alive
         self._replica_lr = ops.multiply(
-            ops.convert_to_tensor(self.replica_rates, "float32"), ops.cast(alive, "float32")
+            ops.convert_to_tensor(self.replica_rate), ops.cast(alive, "float32")
         )
         grads = [
             ops.where(_per_replica(alive, len(g.shape)), g, ops.zeros_like(g)) for g in grads

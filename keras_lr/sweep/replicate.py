@@ -11,16 +11,14 @@ Activations travel in one of four layouts (the `layout` argument of every layer)
 * ``"shared"``: no replica axis, the model input ``(B, ...)``, common to all replicas;
 * ``"axis"``: ``(B, N, ...)``, e.g. ``(B, N, units)`` after a replicated `Dense`;
 * ``"channels"``: ``(B, H, W, N * C)``, the N images stacked along the channels, replica ``i``
-  in channels ``[i * C, (i + 1) * C)``; convolutions are grouped (``groups=N``);
+  in channels ``[i * C, (i + 1) * C)``; convolutions are grouped (``groups=N``) or im2col;
 * ``"time"``: ``(B, T, N, F)``, a sequence of replicated features.
 
 The batched forms (``einsum("bnf,nfu->bnu")``, grouped convolutions, a recurrent cell whose
 gates are batched matmuls over the replica axis) are what makes N replicas cost much less
 than N runs on a CPU.
 
-Reference:
-    The replicated recurrent cell follows the notes in ``shared/notes/reference-behaviour.md``
-    ("Training many replicas at once").
+The replicated recurrent layers live in `keras_lr.sweep.recurrent`.
 """
 
 from __future__ import annotations
@@ -32,8 +30,8 @@ __all__ = [
     "LAYOUTS",
     "ReplicaFlatten",
     "ReplicatedConv2D",
+    "ReplicatedDropout",
     "ReplicatedDense",
-    "ReplicatedRecurrent",
 ]
 
 LAYOUTS = ("shared", "axis", "channels", "time")
@@ -80,14 +78,22 @@ class ReplicatedDense(keras.layers.Layer):
 
 
 class ReplicatedConv2D(keras.layers.Layer):
-    """N `Conv2D` layers as one batched matmul over image patches (im2col).
+    """N `Conv2D` layers as one grouped convolution (or one batched matmul over patches).
 
-    The kernel is stored ``(N, kh, kw, C, F)``. The input patches ``(B, Ho, Wo, [N,] kh*kw*C)``
-    (gathered by ``kh * kw`` strided slices) are multiplied by the kernels reshaped to
-    ``(N, kh*kw*C, F)`` with one einsum; a ``"shared"`` input ``(B, H, W, C)`` gives one plain
-    matmul with ``N * F`` outputs. On CPUs this is much faster than a grouped convolution
-    (``groups=N``), which XLA and Eigen run one group at a time. The output is in the
-    ``"channels"`` layout, ``(B, Ho, Wo, N * F)``.
+    The kernel is stored ``(N, kh, kw, C, F)``; the output is in the ``"channels"`` layout,
+    ``(B, Ho, Wo, N * F)``. A ``"shared"`` input ``(B, H, W, C)`` takes one ordinary
+    convolution with ``N * F`` filters. A ``"channels"`` input ``(B, H, W, N * C)`` takes, by
+    `implementation`:
+
+    * ``"grouped"``: one TensorFlow convolution with ``groups=N`` (oneDNN on CPU). The fastest
+      on CPU *without* XLA (8 replicas of the reference CNN train in ~2x the time of one
+      model); XLA compiles grouped convolutions one group at a time, 20x slower;
+    * ``"patches"``: image patches ``(B, Ho, Wo, N, kh*kw*C)`` (``kh * kw`` strided slices)
+      times the kernels ``(N, kh*kw*C, F)`` in one einsum (im2col), the best form under XLA
+      and the fallback where TensorFlow has no CPU grouped convolution (oneDNN disabled);
+    * ``"split"``: one convolution per replica, concatenated.
+
+    `keras_lr.sweep.parallel_fit` picks it (see `keras_lr.sweep.convert.configure`).
 
     Args:
         num_replicas: N.
@@ -96,6 +102,7 @@ class ReplicatedConv2D(keras.layers.Layer):
         kernel_size, strides, padding, dilation_rate, activation, use_bias: as `Conv2D`
             (``channels_last`` only).
         layout: ``"shared"`` or ``"channels"``.
+        implementation: ``"grouped"``, ``"patches"`` or ``"split"`` (see above).
 
     Example:
         >>> layer = ReplicatedConv2D(2, 1, 4, (3, 3), layout="shared", padding="same")
@@ -105,7 +112,7 @@ class ReplicatedConv2D(keras.layers.Layer):
 
     def __init__(self, num_replicas, in_channels, filters, kernel_size, strides=(1, 1),
                  padding="valid", dilation_rate=(1, 1), activation=None, use_bias=True,
-                 layout="channels", **kwargs):
+                 layout="channels", implementation="grouped", **kwargs):
         super().__init__(**kwargs)
         self.num_replicas, self.in_channels, self.filters = num_replicas, in_channels, filters
         self.kernel_size = tuple(kernel_size)
@@ -113,6 +120,7 @@ class ReplicatedConv2D(keras.layers.Layer):
         self.dilation_rate = tuple(dilation_rate)
         self.activation = keras.activations.get(activation)
         self.use_bias, self.layout = use_bias, layout
+        self.implementation = implementation
         shape = (num_replicas,) + self.kernel_size + (in_channels, filters)
         self.kernel = _replica_weight(self, "kernel", shape)
         self.bias = _replica_weight(self, "bias", (num_replicas, filters)) if use_bias else None
@@ -139,17 +147,39 @@ class ReplicatedConv2D(keras.layers.Layer):
         ]
         return ops.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
 
+    def _kernel_hwio(self):
+        """``(N, kh, kw, C, F)`` -> ``(kh, kw, C, N * F)``: replica ``i`` in outputs ``i*F..``."""
+        n, c, f = self.num_replicas, self.in_channels, self.filters
+        kernel = ops.transpose(self.kernel, (1, 2, 3, 0, 4))
+        return ops.reshape(kernel, self.kernel_size + (c, n * f))
+
+    def _conv(self, x, kernel):
+        import tensorflow as tf  # grouped convolutions: TF's own op (Keras forces XLA on them)
+
+        return tf.nn.convolution(x, kernel, self.strides, self.padding.upper(),
+                                 dilations=self.dilation_rate)
+
     def call(self, x):
         n, c, f = self.num_replicas, self.in_channels, self.filters
-        kernel = ops.reshape(self.kernel, (n, -1, f))
-        if self.layout == "shared":
-            y = ops.einsum("bhwk,nkf->bhwnf", self._patches(x), kernel)
-        else:
-            x = ops.reshape(x, (-1, x.shape[1], x.shape[2], n, c))
-            y = ops.einsum("bhwnk,nkf->bhwnf", self._patches(x), kernel)
+        if self.implementation == "patches":
+            kernel = ops.reshape(self.kernel, (n, -1, f))
+            if self.layout == "shared":
+                y = ops.einsum("bhwk,nkf->bhwnf", self._patches(x), kernel)
+            else:
+                x = ops.reshape(x, (-1, x.shape[1], x.shape[2], n, c))
+                y = ops.einsum("bhwnk,nkf->bhwnf", self._patches(x), kernel)
+            y = ops.reshape(y, (-1, y.shape[1], y.shape[2], n * f))
+        elif self.layout == "shared" or self.implementation == "grouped":
+            # One convolution: N * F filters on a shared input, or groups=N on stacked ones.
+            y = self._conv(x, self._kernel_hwio())
+        else:  # "split": one convolution per replica (what XLA compiles best)
+            y = ops.concatenate(
+                [self._conv(x[..., i * c:(i + 1) * c], self.kernel[i]) for i in range(n)],
+                axis=-1)
+        y = ops.reshape(y, (-1, y.shape[1], y.shape[2], n, f))
         if self.bias is not None:
             y = ops.add(y, self.bias)
-        y = self.activation(y)
+        y = self.activation(y)  # per replica, even for a softmax over the filters
         return ops.reshape(y, (-1, y.shape[1], y.shape[2], n * f))
 
 
@@ -186,117 +216,48 @@ def _prod(values):
     return out
 
 
-class _ReplicatedCell(keras.layers.Layer):
-    """The recurrent weights of N replicas and one time step, replica-major ``(N, B, ...)``."""
+class ReplicatedDropout(keras.layers.Layer):
+    """N `Dropout` layers that draw the masks the N original layers would draw.
 
-    def __init__(self, kind, num_replicas, units, activation, recurrent_activation, use_bias,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.kind, self.num_replicas, self.units = kind, num_replicas, units
-        self.activation = keras.activations.get(activation)
-        self.recurrent_activation = keras.activations.get(recurrent_activation)
-        self.gates = {"lstm": 4, "gru": 3, "simple": 1}[kind]
-        self.recurrent_kernel = _replica_weight(
-            self, "recurrent_kernel", (num_replicas, units, self.gates * units)
-        )
-        self.bias = None
-        if use_bias:
-            shape = (
-                (num_replicas, 2, 3 * units) if kind == "gru"
-                else (num_replicas, self.gates * units)
-            )
-            self.bias = _replica_weight(self, "bias", shape)
-        self.built = True
-
-    def step(self, x, states):
-        """One step: `x` ``(N, B, G*U)`` projected input, `states` a tuple of ``(N, B, U)``."""
-        h = states[0]
-        inner = ops.matmul(h, self.recurrent_kernel)
-        if self.kind == "lstm":
-            z = ops.add(x, inner)
-            if self.bias is not None:
-                z = ops.add(z, self.bias[:, None, :])
-            z0, z1, z2, z3 = ops.split(z, 4, axis=-1)
-            i = self.recurrent_activation(z0)
-            f = self.recurrent_activation(z1)
-            c = f * states[1] + i * self.activation(z2)
-            o = self.recurrent_activation(z3)
-            return (o * self.activation(c), c)
-        if self.kind == "gru":
-            if self.bias is not None:
-                x = ops.add(x, self.bias[:, None, 0])
-                inner = inner + self.bias[:, None, 1]
-            x_z, x_r, x_h = ops.split(x, 3, axis=-1)
-            r_z, r_r, r_h = ops.split(inner, 3, axis=-1)
-            z = self.recurrent_activation(x_z + r_z)
-            r = self.recurrent_activation(x_r + r_r)
-            hh = self.activation(x_h + r * r_h)
-            return (z * h + (1 - z) * hh,)
-        return (self.activation(x + inner),)  # simple RNN: the bias is in the projection
-
-
-class ReplicatedRecurrent(keras.layers.Layer):
-    """N `LSTM`, `GRU` (``reset_after=True``) or `SimpleRNN` layers as one recurrent loop.
-
-    The input projection ``x_t @ kernel[i]`` of every step and replica is one einsum before the
-    loop; the loop itself runs a cell whose gates are batched matmuls over the replica axis
-    (kernel ``(N, F, G*U)``, recurrent kernel ``(N, U, G*U)``). The arithmetic follows the
-    Keras cells (``implementation=2``) term by term.
+    Replica ``i``'s slice (``x[:, i]`` in the ``"axis"`` layout, ``x[:, :, i]`` in ``"time"``,
+    channels ``[i * C, (i + 1) * C)`` in ``"channels"``) goes through ``keras.random.dropout``
+    with its own seed generator, whose state `load` copies from the original layer's: the
+    slice has the shape the original layer sees, so each replica gets the same masks, step by
+    step, as a separate run of its model.
 
     Args:
-        kind: ``"lstm"``, ``"gru"`` or ``"simple"``.
         num_replicas: N.
-        input_dim: F, features of one replica's input.
-        units: U.
-        activation, recurrent_activation, use_bias: as the Keras layer.
-        return_sequences: output ``(B, T, N, U)`` (``"time"`` layout) or ``(B, N, U)``.
-        layout: ``"shared"`` (input ``(B, T, F)``) or ``"time"`` (input ``(B, T, N, F)``).
+        rate: the dropout rate.
+        layout: ``"axis"``, ``"time"`` or ``"channels"``.
 
     Example:
-        >>> layer = ReplicatedRecurrent("gru", 3, 5, 4, layout="shared")
-        >>> layer(keras.ops.zeros((2, 7, 5))).shape
-        (2, 3, 4)
+        >>> layer = ReplicatedDropout(2, 0.5, layout="axis")
+        >>> layer(keras.ops.ones((3, 2, 4)), training=True).shape
+        (3, 2, 4)
     """
 
-    def __init__(self, kind, num_replicas, input_dim, units, activation="tanh",
-                 recurrent_activation="sigmoid", use_bias=True, return_sequences=False,
-                 layout="shared", **kwargs):
+    def __init__(self, num_replicas, rate, layout="axis", **kwargs):
         super().__init__(**kwargs)
-        self.kind, self.num_replicas, self.input_dim, self.units = (
-            kind, num_replicas, input_dim, units)
-        self.return_sequences, self.layout = return_sequences, layout
-        self.cell = _ReplicatedCell(kind, num_replicas, units, activation,
-                                    recurrent_activation, use_bias, name="cell")
-        gates = self.cell.gates
-        self.kernel = _replica_weight(self, "kernel", (num_replicas, input_dim, gates * units))
-        # Time-major, replica-major projection: (T, N, B, G*U).
-        self._equation = "btf,nfk->tnbk" if layout == "shared" else "btnf,nfk->tnbk"
+        self.num_replicas, self.rate, self.layout = num_replicas, rate, layout
+        self.generators = [keras.random.SeedGenerator(i, name=f"seed_generator_{i}")
+                           for i in range(num_replicas)]
         self.built = True
 
-    def call(self, x):
-        n, u = self.num_replicas, self.units
-        proj = ops.einsum(self._equation, x, self.kernel)
-        if self.kind == "simple" and self.cell.bias is not None:
-            proj = ops.add(proj, self.cell.bias[:, None, :])
-        steps = ops.shape(proj)[0]
-        zeros = ops.zeros((n, ops.shape(x)[0], u), dtype=proj.dtype)
-        states = (zeros, zeros) if self.kind == "lstm" else (zeros,)
-        # Without sequences to return, a one-step dummy buffer keeps the loop signature.
-        rows = steps if self.return_sequences else 1
-        outputs = ops.zeros((rows, n, ops.shape(x)[0], u), dtype=proj.dtype)
+    def load(self, layers) -> None:
+        """Copy the seed-generator state of the N original `Dropout` layers."""
+        for generator, layer in zip(self.generators, layers, strict=True):
+            generator.state.assign(layer.seed_generator.state)
 
-        def body(t, states, outputs):
-            new = self.cell.step(proj[t], states)
-            if self.return_sequences:
-                # A masked add (differentiable, unlike a dynamic slice update); O(T) per step.
-                hot = ops.cast(ops.equal(ops.arange(rows), t), outputs.dtype)
-                outputs = outputs + hot[:, None, None, None] * new[0][None]
-            return t + 1, new, outputs
-
-        _, states, outputs = ops.while_loop(
-            lambda t, states, outputs: t < steps, body, (0, states, outputs),
-            maximum_iterations=x.shape[1],  # static when known: XLA needs it for gradients
-        )
-        if self.return_sequences:
-            return ops.transpose(outputs, (2, 0, 1, 3))  # (T, N, B, U) -> (B, T, N, U)
-        return ops.transpose(states[0], (1, 0, 2))  # (N, B, U) -> (B, N, U)
+    def call(self, x, training=False):
+        if not training or self.rate <= 0:
+            return x
+        n = self.num_replicas
+        if self.layout == "channels":
+            parts = ops.split(x, n, axis=-1)
+        else:
+            parts = ops.unstack(x, n, axis=1 if self.layout == "axis" else 2)
+        dropped = [keras.random.dropout(part, self.rate, seed=generator)
+                   for part, generator in zip(parts, self.generators, strict=True)]
+        if self.layout == "channels":
+            return ops.concatenate(dropped, axis=-1)
+        return ops.stack(dropped, axis=1 if self.layout == "axis" else 2)

@@ -65,6 +65,7 @@ def test_find_with_a_saved_model(tmp_path, capsys):
         (["--model", "mlp", "--data", "nope"], ["--data"]),
         (["--model", "mlp", "--optimizer", "lion"], ["--optimizer"]),
         (["--model", "missing.keras"], ["no such file"]),
+        (["--model", "mlp", "--verify", "1"], ["--verify"]),
     ],
 )
 def test_bad_input_exits_2(argv, words, capsys, tmp_path):
@@ -79,3 +80,19 @@ def test_bad_input_exits_2(argv, words, capsys, tmp_path):
     for word in words:
         assert word in err
     assert not (tmp_path / "lr_find.png").exists()
+
+
+def test_find_verify_trains_rates_around_the_valley(tmp_path, capsys):
+    status, out, err = run(
+        ["find", "--model", "mlp", "--num-steps", "40", "--start-lr", "1e-4", "--end-lr", "10",
+         "--verify", "3", "--verify-epochs", "1", "--out", str(tmp_path)], capsys)
+    assert status == 0, err
+    verify = json.loads((tmp_path / "lr_find.json").read_text())["verify"]
+    rates = verify["learning_rates"]
+    assert len(rates) == 3 and rates[1] == pytest.approx(verify["around"], rel=1e-6)
+    assert rates[0] == pytest.approx(verify["around"] / 10, rel=1e-6)
+    assert len(verify["history"]["val_loss"]) == 3  # one curve per rate
+    best = verify["best"]
+    assert best["learning_rate"] == pytest.approx(rates[best["index"]])
+    assert out.count("<- best") == 1 and "verify: best rate" in out
+    assert (tmp_path / "lr_verify.png").read_bytes()[:4] == b"\x89PNG"

@@ -48,7 +48,8 @@ def test_interrupted_study_writes_partial_report_and_resumes(tmp_path, monkeypat
         return original(self, config)
 
     monkeypatch.setattr(runner_mod.Runner, "run", interrupting)
-    assert main(TINY + ["--out", str(out)]) == 130
+    sequential = TINY + ["--no-parallel"]  # run by run, so that it stops between runs
+    assert main(sequential + ["--out", str(out)]) == 130
     assert "interrupted after 2 runs" in capsys.readouterr().err
     assert "PARTIAL" in (out / "report.md").read_text()
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
@@ -57,7 +58,7 @@ def test_interrupted_study_writes_partial_report_and_resumes(tmp_path, monkeypat
     executed = []
     monkeypatch.setattr(runner_mod.Runner, "run",
                         lambda self, c: executed.append(c.key) or original(self, c))
-    assert main(TINY + ["--out", str(out)]) == 0
+    assert main(sequential + ["--out", str(out)]) == 0
     assert len(executed) == 1 and executed[0] not in calls  # only the missing rate
     report = (out / "report.md").read_text()
     assert "Status: complete" in report and "2 resumed from the store" in report
@@ -65,8 +66,21 @@ def test_interrupted_study_writes_partial_report_and_resumes(tmp_path, monkeypat
     assert len(data["runs"]) == 3 and len(data["range_tests"]) == 1
     # A third run has nothing left to do.
     executed.clear()
-    assert main(TINY + ["--out", str(out)]) == 0
+    assert main(TINY + ["--parallel", "--out", str(out)]) == 0
     assert executed == []
+
+
+def test_parallel_study_never_runs_one_by_one(tmp_path, monkeypatch, capsys):
+    def refuse(self, config):
+        raise AssertionError("the parallel engine should have trained this run")
+
+    monkeypatch.setattr(runner_mod.Runner, "run", refuse)
+    out = tmp_path / "par"
+    assert main(TINY + ["--parallel", "--out", str(out)]) == 0
+    assert "keras-lr study:" in capsys.readouterr().out
+    assert "--parallel" in (out / "report.md").read_text()
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["runs"]) == 3
 
 
 @pytest.mark.slow

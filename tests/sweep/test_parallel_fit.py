@@ -71,6 +71,41 @@ def test_each_replica_equals_a_separate_fit(family, optimizer, clear_session):
         _assert_matches(result, i, model, history)
 
 
+@pytest.mark.parametrize("jit_compile", ["auto", pytest.param(True, marks=pytest.mark.slow)])
+def test_dropout_replicas_draw_their_own_models_masks(jit_compile, clear_session):
+    """Masks equal those of a fit compiled the same way ("auto": no XLA, as an ordinary fit;
+    XLA draws other masks from the same seeds)."""
+    ds = _dataset("mlp")
+
+    def build(seed=0):
+        return models.mlp(ds.input_shape, 10, hidden=(16, 8), dropout=0.3, seed=seed)
+
+    result = parallel_fit(build, RATES, ds.x_train, ds.y_train, optimizer="sgd",
+                          epochs=EPOCHS, seeds=SEEDS, shuffle=False, jit_compile=jit_compile,
+                          validation_data=(ds.x_val, ds.y_val))
+    for i, (rate, seed) in enumerate(zip(RATES, SEEDS, strict=True)):
+        model, history = _reference(build, ds, rate, seed, _optimizer("sgd", rate),
+                                    jit_compile=jit_compile)
+        _assert_matches(result, i, model, history)
+
+
+def test_random_layers_that_would_share_noise_are_refused(clear_session):
+    def build():
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.2, name="drop_in"),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    ds = _dataset("mlp")
+    with pytest.raises(ValueError, match="'drop_in'.*shared input"):
+        parallel_fit(build, RATES, ds.x_train, ds.y_train)
+
+    def noisy():
+        return keras.Sequential([keras.Input((64,)), keras.layers.GaussianNoise(0.1, name="gn"),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    with pytest.raises(ValueError, match="'gn'.*share their noise"):
+        parallel_fit(noisy, RATES, ds.x_train, ds.y_train)
+
+
 @pytest.mark.slow
 def test_stacked_recurrent_layers_match(clear_session):
     ds = _dataset("lstm2")

@@ -91,6 +91,8 @@ def test_bad_optimizer_and_schedule(ds):
     with pytest.raises(TypeError, match="plain Keras optimizer"):
         parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train,
                      optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()))
+    with pytest.raises(ValueError, match="Argument `jit_compile` must be True, False or"):
+        parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train, jit_compile="yes")
     with pytest.raises(TypeError, match="schedule"):
         parallel_fit(lambda: _build(ds), [1e-3], ds.x_train, ds.y_train, schedule=lambda t: 1.0)
 
@@ -102,8 +104,9 @@ def test_replicate_keeps_each_models_function(ds):
         np.testing.assert_allclose(stacked[:, i], net(ds.x_val), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("implementation", ["grouped", "patches", "split"])
 @pytest.mark.parametrize("padding, strides", [("same", 1), ("valid", 2)])
-def test_replicated_conv_matches_conv2d(padding, strides):
+def test_replicated_conv_matches_conv2d(padding, strides, implementation):
     nets = [
         keras.Sequential([
             keras.Input((7, 7, 2)),
@@ -115,9 +118,26 @@ def test_replicated_conv_matches_conv2d(padding, strides):
         for _ in range(2)
     ]
     x = np.random.default_rng(0).normal(size=(5, 7, 7, 2)).astype("float32")
-    stacked = replicate(nets)(x)
+    model = replicate(nets)
+    for layer in model.stack:
+        if hasattr(layer, "implementation"):
+            layer.implementation = implementation
+    stacked = model(x)
     for i, net in enumerate(nets):
         np.testing.assert_allclose(stacked[:, i], net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_configure_resolves_auto_per_architecture(ds):
+    from keras_lr.sweep.convert import grouped_conv_available
+
+    assert replicate([_build(ds, s) for s in range(2)]).configure("auto") is False
+    rnns = [models.rnn((8, 8), 10, cell="gru", units=4, seed=s) for s in range(2)]
+    assert replicate(rnns).configure("auto") is True
+    convs = [models.cnn((8, 8, 1), 10, filters=(2, 2), dense=4, seed=s) for s in range(2)]
+    model = replicate(convs)
+    assert model.configure("auto") is not grouped_conv_available()
+    assert model.configure(True) is True
+    assert model.stack[2].implementation == "patches"
 
 
 def _result():

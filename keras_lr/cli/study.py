@@ -56,8 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--parallel", action=argparse.BooleanOptionalAction, default=None,
         help="train the rates of one model, optimizer and seed at once in one replicated "
-        "model (keras_lr.sweep); default: where measured faster (batches of 3+ runs without "
-        "AGC or layer-wise multipliers)")
+        "model (keras_lr.sweep); default: where measured faster (the CNN; batches of 2+ "
+        "runs without AGC or layer-wise multipliers)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from keras_lr._validation import check_choice
 from keras_lr.study.grid import RangeTestConfig, RunConfig
 from keras_lr.study.metrics import divergence_epoch, epochs_to_target, oscillation
 
@@ -183,8 +184,6 @@ class Runner:
     """Runs configs, caching data, initial weights and one compiled trainer per group."""
 
     def __init__(self, parallel: bool | str = "auto"):
-        from keras_lr._validation import check_choice
-
         self.parallel = check_choice("parallel", parallel, (True, False, "auto"))
         self._data: dict = {}
         self._weights: dict = {}
@@ -357,13 +356,8 @@ class _Trainer:
             diverged_at = divergence_epoch(initial_loss, train_losses, val_losses)
             if diverged_at is not None:
                 break
-        return self._record(config, initial_loss, train_losses, val_losses, scores,
-                            step_losses, diverged_at, time.perf_counter() - start)
-
-    def _record(self, config, initial_loss, train_losses, val_losses, scores, step_losses,
-                diverged_at, seconds):
         return make_record(self.data, config, initial_loss, train_losses, val_losses, scores,
-                           step_losses, diverged_at, seconds)
+                           step_losses, diverged_at, time.perf_counter() - start)
 
 
 def make_record(data: _Data, config: RunConfig, initial_loss, train_losses, val_losses, scores,

@@ -7,8 +7,15 @@ A rule is a small serializable object with one method::
 called inside the train step (graph code, `keras.ops` only). `clipped` is a boolean scalar
 tensor, True when the rule changed at least one gradient; the guard counts such steps.
 `total_norm` is the L2 norm over all gradients, computed once by the guard. Rules that keep
-state (`AutoClip`) create it as optimizer variables in `build(optimizer, variables)`, so the
-state is saved with the model and restored with it.
+state (`AutoClip`, ``stateful = True``) create it as optimizer variables in
+`build(optimizer, variables)`, so the state is saved with the model and restored with it; the
+guard calls their `clip` only on finite steps.
+
+Stateless rules are pure, so the guard computes them in the same pass as the global norm,
+before the finiteness test: ``total_norm, new_grads, clipped = rule.norm_and_clip(grads,
+variables)``. `AdaptiveClip` overrides it to share its per-unit sums of squares with the global
+norm and to compute its clip factors for every variable in one batched pass (on a small model
+without XLA every graph op costs a few microseconds, whatever its size).
 
 Rules: `GlobalNorm`, `ValueClip`, `PerLayerNorm`, `AdaptiveClip` (NFNet AGC) and `AutoClip`.
 `get(identifier)` accepts a rule, a serialized rule (dict) or one of the strings ``"agc"``,
@@ -61,11 +68,33 @@ def unitwise_norm(x):
     against `x` (Dense `(in, out)` -> `(1, out)`, Conv2D `(h, w, in, out)` -> `(1, 1, 1, out)`,
     LSTM `(in, 4*units)` -> `(1, 4*units)`).
     """
+    return ops.sqrt(_unit_squares(x))
+
+
+def _unit_squares(x):
+    """Sum of squares per unit (`unitwise_norm` squared, same shape)."""
     x = _f32(x)
     if len(x.shape) <= 1:
-        return ops.sqrt(ops.sum(ops.square(x)))
-    axes = tuple(range(len(x.shape) - 1))
-    return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
+        return ops.sum(ops.square(x))
+    return ops.sum(ops.square(x), axis=tuple(range(len(x.shape) - 1)), keepdims=True)
+
+
+def _flat_unit_squares(x):
+    """`_unit_squares` as a 1-D tensor: ``(units,)``, or ``(1,)`` for a 0-D or 1-D `x`."""
+    x = _f32(x)
+    if len(x.shape) == 0:
+        return ops.reshape(ops.square(x), (1,))
+    if len(x.shape) == 1:
+        return ops.sum(ops.square(x), keepdims=True)
+    return ops.sum(ops.square(x), axis=tuple(range(len(x.shape) - 1)))
+
+
+def _units(x):
+    return int(x.shape[-1]) if len(x.shape) >= 2 else 1
+
+
+def _concat(tensors):
+    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors)
 
 
 def _any(flags):
@@ -75,7 +104,10 @@ def _any(flags):
 
 
 class ClipRule:
-    """Base class of the clipping rules: `clip`, `build`, `get_config`."""
+    """Base class of the clipping rules: `clip`, `norm_and_clip`, `build`, `get_config`."""
+
+    #: True when `clip` updates state; the guard then calls it only on finite steps.
+    stateful = False
 
     def build(self, optimizer, variables):
         """Create state as optimizer variables (no state by default)."""
@@ -83,6 +115,16 @@ class ClipRule:
     def clip(self, grads, variables, total_norm):
         """Return ``(new_grads, clipped)``; `clipped` is a boolean scalar tensor."""
         raise NotImplementedError
+
+    def norm_and_clip(self, grads, variables):
+        """Return ``(total_norm, new_grads, clipped)`` in one pass (stateless rules only).
+
+        The guard calls this before it tests the gradients for NaN/inf, so it must not change
+        any state; `total_norm` must be NaN or inf whenever a gradient is.
+        """
+        norm = global_norm(grads)
+        new_grads, clipped = self.clip(grads, variables, norm)
+        return norm, new_grads, clipped
 
     def get_config(self):
         return {}
@@ -258,18 +300,35 @@ class AdaptiveClip(ClipRule):
         self.eps = check_float("eps", eps, minimum=0.0, strict=True)
 
     def clip(self, grads, variables, total_norm):
-        out, flags = [], []
-        for g, v in zip(grads, variables, strict=True):
-            if g is None:
-                out.append(None)
-                continue
-            max_norm = ops.maximum(unitwise_norm(v), self.eps) * self.clip_factor
-            grad_norm = unitwise_norm(g)
-            keep = ops.less(grad_norm, max_norm)
-            clipped = _f32(g) * (max_norm / ops.maximum(grad_norm, 1e-6))
-            out.append(ops.cast(ops.where(keep, _f32(g), clipped), g.dtype))
-            flags.append(ops.logical_not(ops.all(keep)))
-        return out, _any(flags)
+        _, out, clipped = self.norm_and_clip(grads, variables)
+        return out, clipped
+
+    def norm_and_clip(self, grads, variables):
+        # Per-unit sums of squares of every gradient and parameter, flattened into one vector
+        # each: the clip factors of all variables are then a handful of ops on small tensors,
+        # and the global norm is the sum of the gradients' vector.
+        present = [(i, g, v) for i, (g, v) in enumerate(zip(grads, variables, strict=True))
+                   if g is not None]
+        if not present:
+            return ops.zeros((), "float32"), list(grads), ops.convert_to_tensor(False)
+        g_flat = _concat([_flat_unit_squares(g) for _, g, _ in present])
+        w_flat = _concat([_flat_unit_squares(v) for _, _, v in present])
+        grad_norm = ops.sqrt(g_flat)
+        max_norm = ops.maximum(ops.sqrt(w_flat), self.eps) * self.clip_factor
+        keep = ops.less(grad_norm, max_norm)
+        # g * 1.0 == g exactly, so kept units are bit-identical to the input.
+        factor = ops.where(keep, 1.0, max_norm / ops.maximum(grad_norm, 1e-6))
+        sizes = [_units(g) for _, g, _ in present]
+        pieces = [factor] if len(sizes) == 1 else ops.split(
+            factor, [sum(sizes[:k]) for k in range(1, len(sizes))])
+        out = list(grads)
+        for (i, g, _), piece in zip(present, pieces, strict=True):
+            if len(g.shape) == 0:
+                piece = ops.reshape(piece, ())
+            # (units,) broadcasts against the last axis; (1,) against a 1-D tensor.
+            out[i] = ops.cast(_f32(g) * piece, g.dtype)
+        total = ops.sqrt(ops.sum(g_flat))
+        return total, out, ops.logical_not(ops.all(keep))
 
     def get_config(self):
         return {"clip_factor": self.clip_factor, "eps": self.eps}
@@ -304,6 +363,8 @@ class AutoClip(ClipRule):
         Seetharaman et al., "AutoClip: Adaptive Gradient Clipping for Source Separation
         Networks", IEEE MLSP 2020.
     """
+
+    stateful = True
 
     def __init__(self, percentile=10, history=1000):
         percentile = check_float("percentile", percentile)

@@ -10,6 +10,15 @@ One train step through the guard::
         inner_optimizer.apply(grads)
         clipped_steps += clipped; consecutive_skips = 0
 
+Two things keep the step cheap (each graph op costs a few microseconds on a small model
+without XLA, whatever its size):
+
+* the finiteness test reads the norm first: a sum of squares is finite only when every
+  gradient is, so the element-wise test runs (in a nested `cond`) only on the rare step
+  whose norm is NaN or inf, which also catches a float32 overflow of finite gradients;
+* a stateless rule is computed in the same pass as the norm (`ClipRule.norm_and_clip`),
+  before the finiteness test; only a stateful rule (`AutoClip`) runs inside the finite branch.
+
 A skipped step leaves every model variable, every optimizer slot and the inner optimizer's
 iteration count exactly as they were (optax's `apply_if_finite`); zeroing the gradients
 instead would still move Adam's moments.
@@ -188,10 +197,30 @@ class GradientGuard(LRWrapper):
             self._common_apply(grads, trainable_variables)
         self._assert_not_stuck()
 
-    def _finite_step(self, grads, trainable_variables):
+    def all_finite(self, grads, norm):
+        """True when every gradient is finite, given their global `norm` (exact).
+
+        A finite sum of squares proves every element finite; only when it is NaN or inf (a
+        non-finite gradient, or finite ones whose squares overflow float32) does the
+        element-wise `check_finite` run.
+        """
+        return ops.cond(ops.isfinite(norm), lambda: ops.convert_to_tensor(True),
+                        lambda: self.check_finite(grads))
+
+    def _norm_and_clip(self, grads, trainable_variables):
+        """``(norm, clipped_grads, clipped)``; the last two None unless the rule is stateless."""
+        if self.clip is None or self.clip.stateful:
+            return clipping.global_norm([_values(g) for g in grads]), None, None
+        dense = [_densify(g) for g in grads]
+        return self.clip.norm_and_clip(dense, trainable_variables)
+
+    def _finite_step(self, grads, trainable_variables, clipped_grads=None, clipped=None):
         if self.clip is not None:
-            grads = [_densify(g) for g in grads]
-            grads, clipped = self.clip.clip(grads, trainable_variables, self.grad_norm)
+            if clipped_grads is None:
+                grads = [_densify(g) for g in grads]
+                grads, clipped = self.clip.clip(grads, trainable_variables, self.grad_norm)
+            else:
+                grads = clipped_grads
             self.clipped_steps.assign_add(ops.cast(clipped, self.clipped_steps.dtype))
         self.inner_optimizer.apply(grads, trainable_variables)
         self.consecutive_skips.assign(ops.zeros((), self.consecutive_skips.dtype))
@@ -201,16 +230,16 @@ class GradientGuard(LRWrapper):
         self.consecutive_skips.assign_add(ops.ones((), self.consecutive_skips.dtype))
 
     def _common_apply(self, grads, trainable_variables):
-        norm = clipping.global_norm([_values(g) for g in grads])
+        norm, clipped_grads, clipped = self._norm_and_clip(grads, trainable_variables)
         self.grad_norm.assign(norm)
+
+        def finite_step():
+            self._finite_step(grads, trainable_variables, clipped_grads, clipped)
+
         if not self.skip_nonfinite:
-            self._finite_step(grads, trainable_variables)
+            finite_step()
             return
-        ops.cond(
-            self.check_finite(grads),
-            lambda: self._finite_step(grads, trainable_variables),
-            self._skip_step,
-        )
+        ops.cond(self.all_finite(grads, norm), finite_step, self._skip_step)
 
     def _tf_apply(self, grads, trainable_variables):
         """tf.distribute-aware apply, the pattern of `LossScaleOptimizer._tf_apply`."""
@@ -224,8 +253,9 @@ class GradientGuard(LRWrapper):
 
         def cross_replica(distribution, grads, trainable_variables):
             def record(grads):
-                self.grad_norm.assign(clipping.global_norm([_values(g) for g in grads]))
-                return self.check_finite(grads)
+                norm = clipping.global_norm([_values(g) for g in grads])
+                self.grad_norm.assign(norm)
+                return self.all_finite(grads, norm)
 
             finite = distribution.experimental_local_results(
                 distribution.extended.call_for_each_replica(record, args=(grads,))

@@ -50,11 +50,18 @@ def _inner_state(opt):
 # ---------------------------------------------------------------------------- skipping
 
 
+# Stateful (AutoClip: clipped inside the finite branch) and stateless rules (computed with
+# the norm, before the finiteness test), and no rule.
+RULES = {"autoclip": lambda: guards.AutoClip(50, 10), "agc": lambda: guards.AdaptiveClip(0.05),
+         "global_norm": lambda: guards.GlobalNorm(1.0), "none": lambda: None}
+
+
+@pytest.mark.parametrize("rule", list(RULES))
 @pytest.mark.parametrize("jit", [False, True])
-def test_nonfinite_step_leaves_everything_bit_identical(jit):
+def test_nonfinite_step_leaves_everything_bit_identical(jit, rule):
     model = _model()
     opt = guards.GradientGuard(keras.optimizers.Adam(1e-2, weight_decay=1e-2),
-                               clip=guards.AutoClip(50, 10))
+                               clip=RULES[rule]())
 
     @tf.function(jit_compile=jit)
     def step(grads):
@@ -75,6 +82,29 @@ def test_nonfinite_step_leaves_everything_bit_identical(jit):
     step(_grads(model, 4))
     assert int(opt.iterations) == 4 and opt.stats()["consecutive_skips"] == 0
     assert all(np.isfinite(v).all() for v in _values(model.weights))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_huge_finite_gradients_are_applied_not_skipped(jit):
+    # Their squares overflow float32, so the global norm is inf: the guard must then test the
+    # elements themselves, apply this finite step, and still skip a truly non-finite one.
+    model = _model()
+    opt = guards.GradientGuard(keras.optimizers.SGD(1e-30))
+
+    @tf.function(jit_compile=jit)
+    def step(grads):
+        opt.apply(grads, model.trainable_variables)
+
+    huge = [np.full(tuple(v.shape), 1e20, "float32") for v in model.trainable_variables]
+    before = _values(model.weights)
+    step(huge)
+    assert int(opt.iterations) == 1 and opt.stats()["skipped_steps"] == 0
+    assert opt.stats()["grad_norm"] == np.inf
+    for a, b in zip(before, _values(model.weights), strict=True):
+        np.testing.assert_allclose(b, a - 1e-10, rtol=1e-6)
+    huge[0][0, 0] = np.inf
+    step(huge)
+    assert int(opt.iterations) == 1 and opt.stats()["skipped_steps"] == 1
 
 
 def test_guard_without_clip_is_transparent_on_finite_steps():

@@ -71,22 +71,15 @@ def unitwise_norm(x):
     return ops.sqrt(_unit_squares(x))
 
 
-def _unit_squares(x):
-    """Sum of squares per unit (`unitwise_norm` squared, same shape)."""
-    x = _f32(x)
-    if len(x.shape) <= 1:
-        return ops.sum(ops.square(x))
-    return ops.sum(ops.square(x), axis=tuple(range(len(x.shape) - 1)), keepdims=True)
-
-
-def _flat_unit_squares(x):
-    """`_unit_squares` as a 1-D tensor: ``(units,)``, or ``(1,)`` for a 0-D or 1-D `x`."""
-    x = _f32(x)
+def _unit_squares(x, flat=False):
+    """Sum of squares per unit: `unitwise_norm` squared, same shape; with `flat`, a 1-D
+    tensor instead, ``(units,)`` (``(1,)`` for a 0-D or 1-D `x`)."""
+    squares = ops.square(_f32(x))
     if len(x.shape) == 0:
-        return ops.reshape(ops.square(x), (1,))
+        return ops.reshape(squares, (1,)) if flat else squares
     if len(x.shape) == 1:
-        return ops.sum(ops.square(x), keepdims=True)
-    return ops.sum(ops.square(x), axis=tuple(range(len(x.shape) - 1)))
+        return ops.sum(squares, keepdims=flat)
+    return ops.sum(squares, axis=tuple(range(len(x.shape) - 1)), keepdims=not flat)
 
 
 def _units(x):
@@ -311,8 +304,8 @@ class AdaptiveClip(ClipRule):
                    if g is not None]
         if not present:
             return ops.zeros((), "float32"), list(grads), ops.convert_to_tensor(False)
-        g_flat = _concat([_flat_unit_squares(g) for _, g, _ in present])
-        w_flat = _concat([_flat_unit_squares(v) for _, _, v in present])
+        g_flat = _concat([_unit_squares(g, flat=True) for _, g, _ in present])
+        w_flat = _concat([_unit_squares(v, flat=True) for _, _, v in present])
         grad_norm = ops.sqrt(g_flat)
         max_norm = ops.maximum(ops.sqrt(w_flat), self.eps) * self.clip_factor
         keep = ops.less(grad_norm, max_norm)

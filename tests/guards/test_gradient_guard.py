@@ -89,7 +89,7 @@ def test_huge_finite_gradients_are_applied_not_skipped(jit):
     # Their squares overflow float32, so the global norm is inf: the guard must then test the
     # elements themselves, apply this finite step, and still skip a truly non-finite one.
     model = _model()
-    opt = guards.GradientGuard(keras.optimizers.SGD(1e-30))
+    opt = guards.GradientGuard(keras.optimizers.SGD(1e-22))  # a step of 1e-22 * 1e20 = 0.01
 
     @tf.function(jit_compile=jit)
     def step(grads):
@@ -101,7 +101,7 @@ def test_huge_finite_gradients_are_applied_not_skipped(jit):
     assert int(opt.iterations) == 1 and opt.stats()["skipped_steps"] == 0
     assert opt.stats()["grad_norm"] == np.inf
     for a, b in zip(before, _values(model.weights), strict=True):
-        np.testing.assert_allclose(b, a - 1e-10, rtol=1e-6)
+        np.testing.assert_allclose(b, a - 0.01, rtol=1e-5, atol=1e-6)
     huge[0][0, 0] = np.inf
     step(huge)
     assert int(opt.iterations) == 1 and opt.stats()["skipped_steps"] == 1

@@ -6,8 +6,9 @@ defaults) on digits.
 
 "One ordinary fit" is ``model.compile(Adam, ..., metrics=["accuracy"])`` with Keras's default
 ``jit_compile="auto"``, which resolves to ``False`` (no XLA) on a CPU-only TensorFlow machine,
-then ``model.fit``. ``parallel_fit`` runs with its own default, ``jit_compile="auto"`` (XLA for the
-LSTM and GRU, a plain graph for the MLP and for the CNN, whose convolutions are grouped). A second single fit with
+then ``model.fit``. ``parallel_fit`` runs with its own default, ``jit_compile="auto"`` (at 5 epochs of digits a
+plain graph for every family, the CNN's convolutions grouped; XLA only for recurrent runs of
+at least ``keras_lr.sweep.convert.XLA_MIN_STEPS`` steps). A second single fit with
 ``jit_compile=True`` is timed too, for reference.
 
 Everything runs in this process, interleaved (one fit, the sweep, the XLA fit, repeat), with
@@ -29,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -41,8 +43,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from keras_lr import data, models  # noqa: E402
-from keras_lr.sweep import parallel_fit  # noqa: E402
-from keras_lr.sweep.convert import grouped_conv_available  # noqa: E402
+from keras_lr.sweep import parallel_fit, replicate  # noqa: E402
 
 FAMILIES = ("mlp", "cnn", "lstm", "gru")
 TARGET = 2.5
@@ -87,11 +88,15 @@ def _sweep(build, ds, rates, epochs, batch_size) -> tuple[float, float]:
     return time.perf_counter() - start, _steady(timer.times)
 
 
-def _engine(family: str) -> str:
-    """How ``parallel_fit(jit_compile="auto")`` runs the family (`ReplicaModel.configure`)."""
-    if family == "cnn":
-        return "plain graph, grouped conv" if grouped_conv_available() else "XLA, im2col"
-    return "XLA" if family in ("lstm", "gru") else "plain graph"
+def _engine(build, steps: int) -> str:
+    """How ``parallel_fit(jit_compile="auto")`` runs the model (`ReplicaModel.configure`)."""
+    keras.backend.clear_session()
+    model = replicate([build(seed) for seed in range(2)])
+    jit = model.configure("auto", steps=steps)
+    convs = [layer.implementation for layer in model.stack
+             if getattr(layer, "implementation", None) and layer.layout == "channels"]
+    engine = "XLA" if jit else "plain graph"
+    return engine + (f", {convs[0]} conv" if convs else "")
 
 
 def run_family(family: str, rates, epochs: int, batch_size: int, limit, repeats: int) -> dict:
@@ -112,7 +117,7 @@ def run_family(family: str, rates, epochs: int, batch_size: int, limit, repeats:
         "ratio": med["many"][0] / med["one"][0],
         "steady_ratio": med["many"][1] / med["one"][1],
         "steady_vs_xla": med["many"][1] / med["xla"][1],
-        "sweep_jit": _engine(family),
+        "sweep_jit": _engine(build, epochs * math.ceil(len(ds.x_train) / batch_size)),
     }
 
 

@@ -43,11 +43,14 @@ MIN_REPLICAS = 2
 PARALLEL_FAMILIES = ("cnn",)
 """Families the ``auto`` rule trains in parallel. Measured on the default study (2 CPU cores,
 summed run times per group, parallel vs sequential): CNN 33 s vs 92 s (adam), 8.6 vs 24 (sgd),
-8.8 vs 19 (clipped); MLP 8.7 vs 5.9; LSTM 24 vs 21; GRU 20 vs 20 on digits, 10 vs 6 on
-adding. The sequential engine already runs a whole XLA-compiled epoch per call for the MLP
-and the RNNs, where the replicated model's longer XLA compilation (per group and batch size)
-is not repaid; the CNN runs as a plain graph, where grouped convolutions batch 9 runs for
-the price of ~3."""
+8.8 vs 19 (clipped); MLP 8.7 vs 5.9; on digits with the default schedules and clips
+(``keras-lr study --models lstm``, 54 runs, summed run times; whole command in brackets),
+LSTM 10.9 s vs 9.2 s (21.9 s vs 20.7 s) and GRU 11.4 s vs 9.9 s (22.6 s vs 22.9 s); GRU 10 vs
+6 on adding (measured before the recurrent loop left XLA). The sequential engine runs a whole XLA-compiled epoch per call for the MLP and
+the RNNs and reuses it for every rate and seed; the replicated model is traced per group and
+batch size (its recurrent loop a plain graph below `keras_lr.sweep.convert.XLA_MIN_STEPS`
+steps), which is not repaid. The CNN runs as a plain graph, where grouped convolutions batch
+9 runs for the price of ~3."""
 PARALLEL_CLIPS = ("none", "global_norm")
 """Clipping rules the parallel engine reproduces per replica."""
 
@@ -82,7 +85,8 @@ class _ParallelTrainer:
         ds = self.data.ds
         self.templates = [_build(config.family, config.size, self.data, 0) for _ in range(n)]
         self.model = model = replicate(self.templates)
-        jit = model.configure("auto")
+        self.steps = len(ds.x_train) // config.batch_size
+        jit = model.configure("auto", steps=self.steps * config.epochs)
         clip = {"global_clipnorm": 1.0} if config.clip == "global_norm" else {}
         base = (keras.optimizers.SGD(1.0, momentum=0.9, **clip) if config.optimizer == "sgd"
                 else keras.optimizers.Adam(1.0, **clip))
@@ -91,7 +95,6 @@ class _ParallelTrainer:
         self.opt_variables = list(opt.variables)
         self.opt_initial = [np.array(keras.ops.convert_to_numpy(v)) for v in self.opt_variables]
         self.batch_size = config.batch_size
-        self.steps = len(ds.x_train) // config.batch_size
         self.n_train = len(ds.x_train)
         x_train, y_train = tf.constant(ds.x_train), tf.constant(ds.y_train)
         x_val, y_val = tf.constant(ds.x_val), tf.constant(ds.y_val)

@@ -31,7 +31,12 @@ from keras_lr.sweep.replicate import (
     ReplicatedDropout,
 )
 
-__all__ = ["ReplicaModel", "grouped_conv_available", "replicate"]
+__all__ = ["XLA_MIN_STEPS", "ReplicaModel", "grouped_conv_available", "replicate"]
+
+XLA_MIN_STEPS = 2000
+"""Training steps from which ``jit_compile="auto"`` compiles a recurrent sweep with XLA:
+XLA's compilation (~2.5 s per batch size for 8 LSTM replicas here) is repaid after about
+1,000 (GRU) to 1,800 (LSTM) steps (see `ReplicaModel.configure`)."""
 
 _RNN_KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple"}
 _POOLS = ("MaxPooling2D", "AveragePooling2D")
@@ -152,16 +157,21 @@ class ReplicaModel(keras.Model):
         self._links = links
         self.num_replicas = num_replicas
 
-    def configure(self, jit_compile="auto") -> bool:
+    def configure(self, jit_compile="auto", steps: int | None = None) -> bool:
         """Choose the fastest layer implementations for `jit_compile` and resolve ``"auto"``.
 
-        ``"auto"`` resolves to XLA (``True``) for models with recurrent layers and to a plain
-        TensorFlow graph otherwise. Measured with 8 replicas of the reference models on
-        digits (5 epochs, against one ordinary fit; total time with compilation / steady
-        epoch): LSTM 4.1x / 2.7x with XLA, 2.9x / 4.6x without; GRU 3.4x / 1.6x against
-        2.2x / 3.0x; the MLP 3.2x / 1.6x against 1.7x / 1.8x (XLA's compilation is not repaid);
-        the CNN runs ``groups=N`` convolutions (oneDNN) in a plain graph, ~2-3.7x in steady
-        state against ~2.8-5.7x under XLA with im2col. Two exceptions:
+        ``"auto"`` resolves to a plain TensorFlow graph (``False``), except for recurrent
+        models trained for at least `XLA_MIN_STEPS` steps (`steps`, the number of training
+        steps of the whole fit; ``None`` when unknown), which compile with XLA. Measured with
+        8 replicas of the reference models on digits (45 steps per epoch), total time of the
+        sweep: at 5 epochs the LSTM took 2.1-2.5x one ordinary fit without XLA against
+        3.7-5.1x with XLA (whose compilation, ~2.5 s for each batch size, dominates); at
+        40 epochs (1800 steps) XLA and the plain graph came out even for the LSTM (19.9 s
+        against 19.7 s, 20.1 s against 20.8 s) and XLA ahead for the GRU (16.1 s against
+        19.2 s, 19.6 s against 21.5 s): its steady epochs are 10-30% faster. The MLP's
+        compilation is not repaid (3.2x / 1.6x total / steady with XLA, 1.7x / 1.8x
+        without); the CNN runs ``groups=N`` convolutions (oneDNN) in a plain graph, ~2-3.7x
+        in steady state against ~2.8-5.7x under XLA with im2col. Two exceptions:
 
         * without CPU grouped convolutions (`grouped_conv_available` false, e.g. oneDNN
           disabled), convolutional models use im2col under XLA;
@@ -170,6 +180,10 @@ class ReplicaModel(keras.Model):
           reproduces it mask for mask.
 
         Under XLA the convolutions use im2col (``"patches"``).
+
+        Args:
+            jit_compile: ``True``, ``False`` or ``"auto"``.
+            steps: training steps of the fit (epochs x batches per epoch), or ``None``.
 
         Returns:
             The resolved `jit_compile` (a bool) to pass to ``compile``.
@@ -181,7 +195,8 @@ class ReplicaModel(keras.Model):
                       for layer in self.stack)
         recurrent = any(isinstance(layer, ReplicatedRecurrent) for layer in self.stack)
         if jit_compile == "auto":
-            jit_compile = (recurrent or bool(convs and not grouped)) and not dropout
+            long_run = steps is not None and steps >= XLA_MIN_STEPS
+            jit_compile = ((recurrent and long_run) or bool(convs and not grouped)) and not dropout
         for layer in convs:
             layer.implementation = "grouped" if grouped and not jit_compile else "patches"
         return bool(jit_compile)

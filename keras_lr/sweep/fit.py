@@ -16,6 +16,7 @@ and a replica that diverges is frozen at its last finite weights without touchin
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,6 +77,19 @@ def _build_models(build_model: Callable, seeds) -> list[keras.Model]:
     return models
 
 
+def _train_steps(x, batch_size, epochs: int) -> int | None:
+    """Training steps of ``fit(x, batch_size=..., epochs=...)``, or ``None`` when unknown."""
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) > 0 and shape[0] is not None:  # arrays and tensors
+        return epochs * math.ceil(shape[0] / (batch_size or 32))
+    if isinstance(x, keras.utils.PyDataset) or hasattr(x, "cardinality"):  # tf.data
+        try:
+            return epochs * len(x)
+        except TypeError:  # a dataset of unknown or infinite length
+            return None
+    return None
+
+
 def _default_loss(model: keras.Model) -> str:
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
@@ -128,9 +142,11 @@ def parallel_fit(
             ``build_model()`` with no argument.
         metrics: mean-type metrics (``"accuracy"``, ``"mae"``, ...) computed per replica.
         jit_compile: ``True`` compiles the training step with XLA, ``False`` runs a plain
-            TensorFlow graph; ``"auto"`` (default): XLA for recurrent models, a plain graph
-            for the others (faster on CPU, measured) and for any model with dropout (the
-            masks then equal those of an ordinary CPU fit); see `ReplicaModel.configure`.
+            TensorFlow graph; ``"auto"`` (default): XLA only for recurrent models without
+            dropout trained for at least `keras_lr.sweep.convert.XLA_MIN_STEPS` steps (XLA's
+            compilation is repaid only by long runs, measured), a plain graph otherwise
+            (with dropout, its masks then equal those of an ordinary CPU fit); see
+            `ReplicaModel.configure`.
 
     Returns:
         A `SweepResult`.
@@ -187,7 +203,7 @@ def parallel_fit(
         optimizer=opt,
         loss=SummedReplicaLoss(loss_fn, n),
         metrics=replica_metrics,
-        jit_compile=replica_model.configure(jit_compile),
+        jit_compile=replica_model.configure(jit_compile, _train_steps(x, batch_size, epochs)),
     )
     fit_history = replica_model.fit(
         x, y, batch_size=batch_size, epochs=epochs, validation_data=validation_data,

@@ -107,12 +107,13 @@ def test_random_layers_that_would_share_noise_are_refused(clear_session):
 
 
 @pytest.mark.slow
-def test_stacked_recurrent_layers_match(clear_session):
+@pytest.mark.parametrize("jit_compile", ["auto", True])  # "auto": a plain graph at this size
+def test_stacked_recurrent_layers_match(jit_compile, clear_session):
     ds = _dataset("lstm2")
     build = _builder("lstm2", ds)
     result = parallel_fit(build, RATES, ds.x_train, ds.y_train, optimizer="adam",
                           epochs=EPOCHS, seeds=SEEDS, shuffle=False,
-                          validation_data=(ds.x_val, ds.y_val))
+                          validation_data=(ds.x_val, ds.y_val), jit_compile=jit_compile)
     model, history = _reference(build, ds, RATES[1], SEEDS[1], _optimizer("adam", RATES[1]))
     _assert_matches(result, 1, model, history)
 

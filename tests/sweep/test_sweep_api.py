@@ -128,16 +128,37 @@ def test_replicated_conv_matches_conv2d(padding, strides, implementation):
 
 
 def test_configure_resolves_auto_per_architecture(ds):
-    from keras_lr.sweep.convert import grouped_conv_available
+    from keras_lr.sweep.convert import XLA_MIN_STEPS, grouped_conv_available
 
     assert replicate([_build(ds, s) for s in range(2)]).configure("auto") is False
-    rnns = [models.rnn((8, 8), 10, cell="gru", units=4, seed=s) for s in range(2)]
-    assert replicate(rnns).configure("auto") is True
+    rnns = replicate([models.rnn((8, 8), 10, cell="gru", units=4, seed=s) for s in range(2)])
+    assert rnns.configure("auto") is False  # unknown length: a plain graph
+    assert rnns.configure("auto", steps=XLA_MIN_STEPS - 1) is False
+    assert rnns.configure("auto", steps=XLA_MIN_STEPS) is True
+    dropout = [keras.Sequential([keras.Input((8, 8)), keras.layers.GRU(4, seed=s),
+                                 keras.layers.Dropout(0.5), keras.layers.Dense(10)])
+               for s in range(2)]
+    assert replicate(dropout).configure("auto", steps=XLA_MIN_STEPS) is False
     convs = [models.cnn((8, 8, 1), 10, filters=(2, 2), dense=4, seed=s) for s in range(2)]
     model = replicate(convs)
     assert model.configure("auto") is not grouped_conv_available()
     assert model.configure(True) is True
     assert model.stack[2].implementation == "patches"
+
+
+def test_train_steps_counts_batches_of_arrays_and_datasets():
+    import tensorflow as tf
+
+    from keras_lr.sweep.fit import _train_steps
+
+    assert _train_steps(np.zeros((100, 3)), 32, 5) == 5 * 4  # a last, partial batch
+    assert _train_steps(np.zeros((96, 3)), 32, 2) == 2 * 3
+    assert _train_steps(np.zeros((100, 3)), None, 1) == 4  # Keras's default batch of 32
+    batched = tf.data.Dataset.from_tensor_slices(np.zeros((100, 3))).batch(10)
+    assert _train_steps(batched, None, 3) == 30
+    assert _train_steps(batched.repeat(), None, 3) is None
+    assert _train_steps(batched.filter(lambda x: True), None, 3) is None
+    assert _train_steps(iter([np.zeros((4, 3))]), None, 3) is None
 
 
 def _result():

@@ -293,17 +293,22 @@ class AdaptiveClip(ClipRule):
         self.eps = check_float("eps", eps, minimum=0.0, strict=True)
 
     def clip(self, grads, variables, total_norm):
-        _, out, clipped = self.norm_and_clip(grads, variables)
+        _, out, clipped = self._unit_clip(grads, variables)
         return out, clipped
 
     def norm_and_clip(self, grads, variables):
+        g_flat, out, clipped = self._unit_clip(grads, variables)
+        return ops.sqrt(ops.sum(g_flat)), out, clipped
+
+    def _unit_clip(self, grads, variables):
+        """``(g_flat, new_grads, clipped)``; `g_flat` holds the per-unit sums of squares of
+        every gradient, so the global norm is ``sqrt(sum(g_flat))``."""
         # Per-unit sums of squares of every gradient and parameter, flattened into one vector
-        # each: the clip factors of all variables are then a handful of ops on small tensors,
-        # and the global norm is the sum of the gradients' vector.
+        # each: the clip factors of all variables are then a handful of ops on small tensors.
         present = [(i, g, v) for i, (g, v) in enumerate(zip(grads, variables, strict=True))
                    if g is not None]
         if not present:
-            return ops.zeros((), "float32"), list(grads), ops.convert_to_tensor(False)
+            return ops.zeros((0,), "float32"), list(grads), ops.convert_to_tensor(False)
         g_flat = _concat([_unit_squares(g, flat=True) for _, g, _ in present])
         w_flat = _concat([_unit_squares(v, flat=True) for _, _, v in present])
         grad_norm = ops.sqrt(g_flat)
@@ -320,8 +325,7 @@ class AdaptiveClip(ClipRule):
                 piece = ops.reshape(piece, ())
             # (units,) broadcasts against the last axis; (1,) against a 1-D tensor.
             out[i] = ops.cast(_f32(g) * piece, g.dtype)
-        total = ops.sqrt(ops.sum(g_flat))
-        return total, out, ops.logical_not(ops.all(keep))
+        return g_flat, out, ops.logical_not(ops.all(keep))
 
     def get_config(self):
         return {"clip_factor": self.clip_factor, "eps": self.eps}

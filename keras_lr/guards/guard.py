@@ -71,6 +71,11 @@ def _values(g):
     return g
 
 
+def _global_norm(grads):
+    """The L2 norm over all gradients (the values of sparse ones)."""
+    return clipping.global_norm([_values(g) for g in grads])
+
+
 def _densify(g):
     if g is not None and hasattr(g, "indices") and hasattr(g, "values"):
         return ops.convert_to_tensor(g)
@@ -210,7 +215,7 @@ class GradientGuard(LRWrapper):
     def _norm_and_clip(self, grads, trainable_variables):
         """``(norm, clipped_grads, clipped)``; the last two None unless the rule is stateless."""
         if self.clip is None or self.clip.stateful:
-            return clipping.global_norm([_values(g) for g in grads]), None, None
+            return _global_norm(grads), None, None
         dense = [_densify(g) for g in grads]
         return self.clip.norm_and_clip(dense, trainable_variables)
 
@@ -253,7 +258,7 @@ class GradientGuard(LRWrapper):
 
         def cross_replica(distribution, grads, trainable_variables):
             def record(grads):
-                norm = clipping.global_norm([_values(g) for g in grads])
+                norm = _global_norm(grads)
                 self.grad_norm.assign(norm)
                 return self.all_finite(grads, norm)
 

@@ -6,10 +6,10 @@ defaults) on digits.
 
 "One ordinary fit" is ``model.compile(Adam, ..., metrics=["accuracy"])`` with Keras's default
 ``jit_compile="auto"``, which resolves to ``False`` (no XLA) on a CPU-only TensorFlow machine,
-then ``model.fit``. ``parallel_fit`` runs with its own default, ``jit_compile="auto"`` (at 5 epochs of digits a
-plain graph for every family, the CNN's convolutions grouped; XLA only for recurrent runs of
-at least ``keras_lr.sweep.convert.XLA_MIN_STEPS`` steps). A second single fit with
-``jit_compile=True`` is timed too, for reference.
+then ``model.fit``. ``parallel_fit`` runs with its own default, ``jit_compile="auto"`` (at 5
+epochs of digits a plain graph for every family, the CNN's convolutions grouped; XLA only for
+recurrent runs of at least ``keras_lr.sweep.convert.XLA_MIN_STEPS`` steps). A second single
+fit with ``jit_compile=True`` is timed too, for reference.
 
 Everything runs in this process, interleaved (one fit, the sweep, the XLA fit, repeat), with
 the same data, batch size and epochs; the figures are medians over the repeats. Printed per

@@ -46,11 +46,11 @@ summed run times per group, parallel vs sequential): CNN 33 s vs 92 s (adam), 8.
 8.8 vs 19 (clipped); MLP 8.7 vs 5.9; on digits with the default schedules and clips
 (``keras-lr study --models lstm``, 54 runs, summed run times; whole command in brackets),
 LSTM 10.9 s vs 9.2 s (21.9 s vs 20.7 s) and GRU 11.4 s vs 9.9 s (22.6 s vs 22.9 s); GRU 10 vs
-6 on adding (measured before the recurrent loop left XLA). The sequential engine runs a whole XLA-compiled epoch per call for the MLP and
-the RNNs and reuses it for every rate and seed; the replicated model is traced per group and
-batch size (its recurrent loop a plain graph below `keras_lr.sweep.convert.XLA_MIN_STEPS`
-steps), which is not repaid. The CNN runs as a plain graph, where grouped convolutions batch
-9 runs for the price of ~3."""
+6 on adding (measured before the recurrent loop left XLA). The sequential engine runs a whole
+XLA-compiled epoch per call for the MLP and the RNNs and reuses it for every rate and seed;
+the replicated model is traced per group and batch size (its recurrent loop a plain graph
+below `keras_lr.sweep.convert.XLA_MIN_STEPS` steps), which is not repaid. The CNN runs as a
+plain graph, where grouped convolutions batch 9 runs for the price of ~3."""
 PARALLEL_CLIPS = ("none", "global_norm")
 """Clipping rules the parallel engine reproduces per replica."""
 

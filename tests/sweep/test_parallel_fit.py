@@ -118,6 +118,21 @@ def test_stacked_recurrent_layers_match(jit_compile, clear_session):
     _assert_matches(result, 1, model, history)
 
 
+@pytest.mark.slow
+def test_simple_rnn_replicas_match(clear_session):
+    ds = _dataset("lstm")
+
+    def build(seed=0):
+        return models.rnn(ds.input_shape, 10, cell="simple", units=6, seed=seed)
+
+    result = parallel_fit(build, RATES, ds.x_train, ds.y_train, optimizer="adam",
+                          epochs=EPOCHS, seeds=SEEDS, shuffle=False,
+                          validation_data=(ds.x_val, ds.y_val))
+    for i, (rate, seed) in enumerate(zip(RATES, SEEDS, strict=True)):
+        model, history = _reference(build, ds, rate, seed, _optimizer("adam", rate))
+        _assert_matches(result, i, model, history)
+
+
 def test_per_replica_global_clipnorm_and_momentum(clear_session):
     """Keras clips by the global norm of one model: the sweep must clip each replica alone."""
     ds = _dataset("mlp")

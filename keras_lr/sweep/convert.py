@@ -260,7 +260,7 @@ def replicate(models: Sequence[keras.Model]) -> ReplicaModel:
     Example:
         >>> from keras_lr import models
         >>> nets = [models.mlp((64,), 10, hidden=(16,), seed=s) for s in range(3)]
-        >>> replicate(nets)(keras.ops.zeros((2, 64))).shape
+        >>> tuple(replicate(nets)(keras.ops.zeros((2, 64))).shape)
         (2, 3, 10)
     """
     template = models[0]

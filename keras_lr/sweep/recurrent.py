@@ -89,7 +89,7 @@ class ReplicatedRecurrent(keras.layers.Layer):
 
     Example:
         >>> layer = ReplicatedRecurrent("gru", 3, 5, 4, layout="shared")
-        >>> layer(keras.ops.zeros((2, 7, 5))).shape
+        >>> tuple(layer(keras.ops.zeros((2, 7, 5))).shape)
         (2, 3, 4)
     """
 

@@ -55,7 +55,7 @@ class ReplicatedDense(keras.layers.Layer):
 
     Example:
         >>> layer = ReplicatedDense(4, 8, 3, layout="shared")
-        >>> layer(keras.ops.zeros((2, 8))).shape
+        >>> tuple(layer(keras.ops.zeros((2, 8))).shape)
         (2, 4, 3)
     """
 
@@ -106,7 +106,7 @@ class ReplicatedConv2D(keras.layers.Layer):
 
     Example:
         >>> layer = ReplicatedConv2D(2, 1, 4, (3, 3), layout="shared", padding="same")
-        >>> layer(keras.ops.zeros((1, 8, 8, 1))).shape
+        >>> tuple(layer(keras.ops.zeros((1, 8, 8, 1))).shape)
         (1, 8, 8, 8)
     """
 
@@ -190,7 +190,7 @@ class ReplicaFlatten(keras.layers.Layer):
     (height, width, channels), so a following `ReplicatedDense` uses the original kernels.
 
     Example:
-        >>> ReplicaFlatten(2, layout="channels")(keras.ops.zeros((1, 2, 2, 6))).shape
+        >>> tuple(ReplicaFlatten(2, layout="channels")(keras.ops.zeros((1, 2, 2, 6))).shape)
         (1, 2, 12)
     """
 
@@ -232,7 +232,7 @@ class ReplicatedDropout(keras.layers.Layer):
 
     Example:
         >>> layer = ReplicatedDropout(2, 0.5, layout="axis")
-        >>> layer(keras.ops.ones((3, 2, 4)), training=True).shape
+        >>> tuple(layer(keras.ops.ones((3, 2, 4)), training=True).shape)
         (3, 2, 4)
     """
 

@@ -1,0 +1,26 @@
+"""Every `Example:` in the package's docstrings runs and prints what it shows (stdlib doctest)."""
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import keras_lr
+
+MODULES = sorted(
+    info.name for info in pkgutil.walk_packages(keras_lr.__path__, "keras_lr.")
+    if not info.name.endswith("__main__")
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, clear_session):
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(module, name, globs=vars(module).copy()):
+        test.globs = dict(vars(module))
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.failed == 0, f"{results.failed} of {results.attempted} examples failed in {name}"

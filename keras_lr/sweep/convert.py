@@ -35,8 +35,8 @@ __all__ = ["XLA_MIN_STEPS", "ReplicaModel", "grouped_conv_available", "replicate
 
 XLA_MIN_STEPS = 2000
 """Training steps from which ``jit_compile="auto"`` compiles a recurrent sweep with XLA:
-XLA's compilation (~2.5 s per batch size for 8 LSTM replicas here) is repaid after about
-1,000 (GRU) to 1,800 (LSTM) steps (see `ReplicaModel.configure`)."""
+XLA's compilation (~1.3 s per batch size for 8 GRU replicas here, after ~1 s of tracing) is
+repaid after about 1,000 (GRU) to 1,800 (LSTM) steps (see `ReplicaModel.configure`)."""
 
 _RNN_KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple"}
 _POOLS = ("MaxPooling2D", "AveragePooling2D")
@@ -165,7 +165,7 @@ class ReplicaModel(keras.Model):
         steps of the whole fit; ``None`` when unknown), which compile with XLA. Measured with
         8 replicas of the reference models on digits (45 steps per epoch), total time of the
         sweep: at 5 epochs the LSTM took 2.1-2.5x one ordinary fit without XLA against
-        3.7-5.1x with XLA (whose compilation, ~2.5 s for each batch size, dominates); at
+        3.7-5.1x with XLA (whose compilation, ~1.3 s for each batch size, dominates); at
         40 epochs (1800 steps) XLA and the plain graph came out even for the LSTM (19.9 s
         against 19.7 s, 20.1 s against 20.8 s) and XLA ahead for the GRU (16.1 s against
         19.2 s, 19.6 s against 21.5 s): its steady epochs are 10-30% faster. The MLP's

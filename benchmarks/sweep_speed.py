@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -44,6 +43,7 @@ from rich.table import Table  # noqa: E402
 
 from keras_lr import data, models  # noqa: E402
 from keras_lr.sweep import parallel_fit, replicate  # noqa: E402
+from keras_lr.sweep.fit import _train_steps  # noqa: E402  (the step count parallel_fit uses)
 
 FAMILIES = ("mlp", "cnn", "lstm", "gru")
 TARGET = 2.5
@@ -117,7 +117,7 @@ def run_family(family: str, rates, epochs: int, batch_size: int, limit, repeats:
         "ratio": med["many"][0] / med["one"][0],
         "steady_ratio": med["many"][1] / med["one"][1],
         "steady_vs_xla": med["many"][1] / med["xla"][1],
-        "sweep_jit": _engine(build, epochs * math.ceil(len(ds.x_train) / batch_size)),
+        "sweep_jit": _engine(build, _train_steps(ds.x_train, batch_size, epochs)),
     }
 
 

@@ -22,7 +22,11 @@ Adam in the same round. Tables for wall-clock and process CPU time, and the exac
 count of one traced training step of each variant (function bodies included, so branches that
 do not run on a normal step count too).
 
+``--data mnist`` runs the same models at MNIST shapes (784 features, 28x28x1 images, 28 steps of
+28): the same guard work on a longer step, to show how the fixed cost shrinks as a share.
+
 Run:  python benchmarks/guard_overhead.py [--quick] [--repeats 9] [--steps 128] [--jit on]
+                                          [--data digits|mnist]
 """
 
 from __future__ import annotations
@@ -46,7 +50,12 @@ from keras_lr import guards, models  # noqa: E402
 BATCH = 32
 
 
-MODELS = {"mlp": (64,), "cnn": (8, 8, 1), "lstm": (8, 8)}
+# Input shapes per data set: digits (8x8, the study's default) and MNIST (28x28; the LSTM reads
+# the image row by row, 28 steps of 28). The data is random: only the shapes matter here.
+SHAPES = {
+    "digits": {"mlp": (64,), "cnn": (8, 8, 1), "lstm": (8, 8)},
+    "mnist": {"mlp": (784,), "cnn": (28, 28, 1), "lstm": (28, 28)},
+}
 
 VARIANTS = {
     "adam": lambda: keras.optimizers.Adam(1e-3),
@@ -61,22 +70,22 @@ GUARDED = ("agc", "gnorm")
 TARGET = 1.10
 
 
-def build(model_name, variant, steps_per_execution, jit_compile):
-    model = models.build(model_name, MODELS[model_name], 10, seed=0)
+def build(model_name, shape, variant, steps_per_execution, jit_compile):
+    model = models.build(model_name, shape, 10, seed=0)
     model.compile(optimizer=VARIANTS[variant](), loss="sparse_categorical_crossentropy",
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model
 
 
-def measure(model_name, steps_per_execution, steps, repeats, jit_compile=True):
+def measure(model_name, steps_per_execution, steps, repeats, jit_compile=True, data="digits"):
     """Per-step times of every variant, from interleaved rounds (see `_timing.py`)."""
-    shape = MODELS[model_name]
+    shape = SHAPES[data][model_name]
     rng = np.random.default_rng(0)
     x = rng.random((steps * BATCH, *shape), dtype=np.float32)
     y = rng.integers(0, 10, steps * BATCH)
     runs, ops = {}, {}
     for variant in VARIANTS:
-        model = build(model_name, variant, steps_per_execution, jit_compile)
+        model = build(model_name, shape, variant, steps_per_execution, jit_compile)
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)  # compile
         runs[variant] = lambda m=model: m.fit(x, y, batch_size=BATCH, epochs=1, verbose=0,
                                               shuffle=False)
@@ -128,18 +137,21 @@ def main(argv=None):
     parser.add_argument("--models", default="mlp,cnn,lstm")
     parser.add_argument("--jit", choices=("on", "off", "both"), default="on",
                         help="jit_compile=True (XLA), False (Keras's default on CPU), or both")
+    parser.add_argument("--data", choices=tuple(SHAPES), default="digits",
+                        help="input shapes: digits 8x8 (default) or MNIST 28x28 (larger steps)")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.steps = 3, 32
     jits = {"on": [True], "off": [False], "both": [True, False]}[args.jit]
-    print(f"backend {keras.backend.backend()}, batch {BATCH}, {args.steps} steps per timing, "
+    print(f"backend {keras.backend.backend()}, {args.data} shapes, batch {BATCH}, "
+          f"{args.steps} steps per timing, "
           f"{args.repeats} interleaved repeats")
     rows = []
     for jit in jits:
         for model_name in args.models.split(","):
             for spe in (1, 32):
                 rows.append(((model_name, jit, spe),
-                             measure(model_name, spe, args.steps, args.repeats, jit)))
+                             measure(model_name, spe, args.steps, args.repeats, jit, args.data)))
     for clock in ("ops", "wall", "cpu"):
         report(rows, clock)
 

@@ -23,6 +23,7 @@ __all__ = [
     "check_increasing",
     "check_int",
     "check_less",
+    "check_list",
     "check_open_interval",
     "check_same_length",
     "fail",
@@ -115,6 +116,16 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         fail(name, f"must be one of {', '.join(repr(c) for c in choices)}", value)
     return value
+
+
+def check_list(name: str, value: Any) -> list:
+    """Check a list-like argument (list, tuple, NumPy array, ...) and return it as a list.
+
+    Strings, bytes, mappings and scalars are refused with a `TypeError`.
+    """
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        fail(name, "must be a list", value, TypeError)
+    return list(value)
 
 
 def check_increasing(name: str, values: Sequence[float], *, strict: bool = True) -> None:

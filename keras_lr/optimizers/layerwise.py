@@ -15,6 +15,7 @@ optax's `multi_transform` with scaled copies of one transform, and timm's layer 
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import keras
 import numpy as np
@@ -166,8 +167,13 @@ class LayerwiseLR(LRWrapper):
         return rules
 
     def _rows(self, variables):
-        rules = self._resolved_rules()
         paths = [v.path for v in variables]
+        rules = [
+            dataclasses.replace(rule, selector=rule.selector.align(paths))
+            if isinstance(rule.selector, Paths) else rule
+            for rule in self._resolved_rules()
+        ]
+        self._state.rules = rules
         if rules:
             seen = collections.Counter(paths)
             duplicated = sorted(p for p, n in seen.items() if n > 1)

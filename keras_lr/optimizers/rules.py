@@ -5,7 +5,11 @@ learning rate. Selectors may be:
 
 * a string: a regular expression matched with `re.search` against `variable.path` (for example
   ``"dense_1/"``, or ``"^encoder/.*/kernel$"``; anchor it with ``^`` and ``$`` for an exact
-  match). Paths look like ``sequential/dense/kernel``; names alone are not unique.
+  match). Paths look like ``dense/kernel`` or ``sequential/dense/kernel``: a
+  `keras.Sequential` model puts its own name first while it is built in its scope, but not
+  after `keras.models.load_model`, so leave the model's name out of a regex (``"(^|/)dense/"``
+  rather than ``"^sequential/dense/"``). Exact selectors (layers, variables, `Paths`) are
+  matched through this difference.
 * a Keras layer class such as `keras.layers.Conv2D`: every variable of every layer of that type
   (`isinstance`, so subclasses too). Resolving a class needs the model: call
   `LayerwiseLR.bind(model)`.
@@ -78,6 +82,29 @@ class Paths:
 
     def matches(self, path):
         return path in self._set
+
+    def align(self, available):
+        """These paths mapped onto the variable paths `available`; returns a `Paths`.
+
+        A path found in `available` stays. A missing one maps to the single available path
+        that equals it up to leading scope components: a `keras.Sequential` model names its
+        variables ``sequential/dense/kernel`` when built in its own scope and ``dense/kernel``
+        when `keras.models.load_model` rebuilds it, and the ``sequential_N`` counter
+        depends on the session. Missing paths with no such match, or several, stay as they
+        are (`LayerwiseLR` then reports the rule that matches nothing).
+        """
+        available = list(available)
+        present = set(available)
+        if all(path in present for path in self.paths):
+            return self
+        aligned = []
+        for path in self.paths:
+            if path not in present:
+                found = [c for c in available
+                         if c.endswith("/" + path) or path.endswith("/" + c)]
+                path = found[0] if len(found) == 1 else path
+            aligned.append(path)
+        return Paths(aligned, label=self.label)
 
     def get_config(self):
         return {"paths": list(self.paths), "label": self.label}

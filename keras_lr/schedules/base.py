@@ -107,14 +107,17 @@ def as_schedule(value, name: str = "schedule"):
 
     if isinstance(value, LearningRateSchedule):
         return value
-    if isinstance(value, dict):
-        return as_schedule(keras.saving.deserialize_keras_object(value), name)
+    if isinstance(value, dict) and "class_name" in value:
+        restored = keras.saving.deserialize_keras_object(value)
+        if isinstance(restored, LearningRateSchedule):
+            return restored
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return Constant(value)
+        return Constant(_validation.check_float(name, value, minimum=0.0))
     _validation.fail(
         name,
-        "must be a float or a `keras.optimizers.schedules.LearningRateSchedule` "
-        "(plain callables cannot be serialized)",
+        "must be a float or a `keras.optimizers.schedules.LearningRateSchedule` (or the "
+        "dict `keras.saving.serialize_keras_object` writes; plain callables cannot be "
+        "serialized)",
         value,
         TypeError,
     )

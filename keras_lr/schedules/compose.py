@@ -21,6 +21,7 @@ from keras_lr._validation import (
     check_float,
     check_increasing,
     check_int,
+    check_list,
     check_same_length,
     fail,
 )
@@ -124,7 +125,8 @@ class Sequence(Schedule):
     """
 
     def __init__(self, schedules, boundaries):
-        schedules, boundaries = list(schedules), list(boundaries)
+        schedules = check_list("schedules", schedules)
+        boundaries = check_list("boundaries", boundaries)
         if not schedules:
             fail("schedules", "must hold at least one schedule", schedules)
         check_same_length("schedules", schedules, "boundaries", boundaries, offset=1)

@@ -18,6 +18,7 @@ from keras_lr._validation import (
     check_float,
     check_increasing,
     check_int,
+    check_list,
     check_same_length,
     fail,
 )
@@ -134,7 +135,7 @@ class MultiStepDecay(Schedule):
 
     def __init__(self, initial_learning_rate, milestones, gamma=0.1):
         self.initial_learning_rate = _rate("initial_learning_rate", initial_learning_rate)
-        milestones = list(milestones)
+        milestones = check_list("milestones", milestones)
         for i, m in enumerate(milestones):
             check_int(f"milestones[{i}]", m, minimum=0)
         self.milestones = [int(m) for m in milestones]
@@ -315,8 +316,9 @@ class PiecewiseLinear(Schedule):
     lr(t) = numpy.interp(t, boundaries, values)
     ```
 
-    Computed as ``values[0] + sum_i slope_i * clip(t - b_i, 0, b_{i+1} - b_i)``, one
-    vectorised expression whatever the number of points.
+    Computed as ``values[j] + slope_j * (t - b_j)`` on the segment ``j`` that holds `t` (found
+    with one vectorised comparison whatever the number of points), so every point's value is
+    returned exactly and the rate never leaves the range of its segment's two values.
 
     Example:
         ```python
@@ -330,7 +332,8 @@ class PiecewiseLinear(Schedule):
     """
 
     def __init__(self, boundaries, values):
-        boundaries, values = list(boundaries), list(values)
+        boundaries = check_list("boundaries", boundaries)
+        values = check_list("values", values)
         if not boundaries:
             fail("boundaries", "must hold at least one point", boundaries)
         check_same_length("boundaries", boundaries, "values", values)
@@ -342,17 +345,24 @@ class PiecewiseLinear(Schedule):
 
     def _compute(self, t):
         b, v = self.boundaries, self.values
-        out = ops.full_like(t, v[0])
         if len(b) == 1:
-            return out
-        widths = [b1 - b0 for b0, b1 in zip(b, b[1:])]
-        slopes = [(v1 - v0) / w for v0, v1, w in zip(v, v[1:], widths)]
-        starts = ops.convert_to_tensor(b[:-1], dtype="float64")
-        widths = ops.convert_to_tensor(widths, dtype="float64")
-        slopes = ops.convert_to_tensor(slopes, dtype="float64")
-        done = ops.minimum(ops.maximum(ops.expand_dims(t, -1) - starts, 0.0), widths)
-        # the last point is returned exactly once every segment is complete
-        return ops.where(t >= b[-1], v[-1], out + ops.sum(slopes * done, axis=-1))
+            return ops.full_like(t, v[0])
+
+        def table(numbers):
+            return ops.convert_to_tensor(numbers, dtype="float64")
+
+        starts = table(b[:-1])
+        # j: the segment [b_j, b_{j+1}) that holds t (0 before the first point)
+        j = ops.sum(ops.cast(ops.expand_dims(t, -1) >= starts, "int32"), axis=-1) - 1
+        j = ops.maximum(j, 0)
+        slopes = [(v1 - v0) / (b1 - b0) for b0, b1, v0, v1 in zip(b, b[1:], v, v[1:])]
+        inside = ops.take(table(v[:-1]), j) + ops.take(table(slopes), j) * (
+            t - ops.take(starts, j))
+        # rounding must not carry the rate outside its segment (below 0 when a value is 0)
+        low = ops.take(table([min(p) for p in zip(v, v[1:])]), j)
+        high = ops.take(table([max(p) for p in zip(v, v[1:])]), j)
+        inside = ops.minimum(ops.maximum(inside, low), high)
+        return ops.where(t <= b[0], v[0], ops.where(t >= b[-1], v[-1], inside))
 
     def get_config(self):
         return {"boundaries": list(self.boundaries), "values": list(self.values)}

@@ -12,10 +12,12 @@ accepted:
        per_epoch(step_decay(0.1, step_size=30, gamma=0.1), steps_per_epoch=100)
        keras.CosineDecay(1e-3, 1000)          # Keras built-ins, prefixed with `keras.`
 
-2. The short form ``name:key=value,key=value`` for a single schedule (bare words are strings)::
+2. The short form ``name:key=value,key=value`` for a single schedule (bare words are strings,
+   hyphenated ones too, and ``true`` / ``false`` are booleans)::
 
        cosine_decay:initial_learning_rate=1e-3,decay_steps=1000
        cyclical_lr:base_learning_rate=1e-4,max_learning_rate=1e-2,step_size_up=50,mode=triangular2
+       warmup_stable_decay:peak_learning_rate=3e-4,warmup_steps=100,stable_steps=800,decay_steps=100,decay_shape=1-sqrt
 
 3. JSON, as written by ``keras.saving.serialize_keras_object(schedule)`` (a string starting with
    ``{``), or ``@path/to/file.json`` to read it (or any other form) from a file.
@@ -128,7 +130,9 @@ class _Walker:
         if isinstance(node, (ast.List, ast.Tuple)):
             return [self.value(item) for item in node.elts]
         if isinstance(node, ast.Name) and self.bare_words:
-            return node.id
+            return {"true": True, "false": False}.get(node.id.lower(), node.id)
+        if self.bare_words and _is_hyphenated_word(node):
+            return ast.get_source_segment(self.source, node).replace(" ", "")
         if isinstance(node, ast.Name):
             raise ValueError(
                 f"Unknown value {self.where(node)}: write strings in quotes and "
@@ -178,6 +182,14 @@ class _Walker:
         except (TypeError, ValueError) as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise ValueError(f"Invalid arguments for {name} {self.where(node)}: {message}") from None
+
+
+def _is_hyphenated_word(node: ast.AST) -> bool:
+    """``1-sqrt`` or ``a-b-c`` in the short form: names and integers joined by minus signs."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+        return _is_hyphenated_word(node.left) and _is_hyphenated_word(node.right)
+    return isinstance(node, ast.Name) or (
+        isinstance(node, ast.Constant) and type(node.value) is int)
 
 
 def _parse_call(source: str, *, bare_words: bool = False, shown: str | None = None) -> Any:

@@ -39,7 +39,11 @@ class WarmupStableDecay(Schedule):
     ```
 
     The minimum is held after ``W + S + D`` steps. This is Hugging Face's
-    ``get_wsd_schedule`` with ``min_lr_ratio = min_learning_rate / peak_learning_rate``.
+    ``get_wsd_schedule(warmup_type="linear", decay_type=decay_shape)`` with
+    ``min_lr_ratio = min_learning_rate / peak_learning_rate`` in releases whose warmup starts
+    at 0 (all releases when ``min_learning_rate`` is 0). Later releases start the warmup at
+    the minimum; compose that: ``Warmup(WarmupStableDecay(peak, 0, S, D, shape, low), W,
+    start_learning_rate=low)``. Note Hugging Face's default ``decay_type`` is "cosine".
     The canonical spelling of the square-root shape is ``"1-sqrt"`` (Hugging Face's);
     ``"1_sqrt"`` is accepted as an alias and stored as ``"1-sqrt"``.
 
@@ -72,7 +76,9 @@ class WarmupStableDecay(Schedule):
         self.stable_steps = check_int("stable_steps", stable_steps, minimum=0)
         self.decay_steps = check_int("decay_steps", decay_steps, minimum=1)
         self.decay_shape = check_choice(
-            "decay_shape", _ALIASES.get(decay_shape, decay_shape), _SHAPES
+            "decay_shape",
+            _ALIASES.get(decay_shape, decay_shape) if isinstance(decay_shape, str) else decay_shape,
+            _SHAPES,
         )
         self.min_learning_rate = check_floor(
             "min_learning_rate", min_learning_rate, "peak_learning_rate", self.peak_learning_rate

@@ -307,6 +307,39 @@ def test_save_load_resumes_identically(tmp_path):
     assert_same(loaded.get_weights(), expected)
 
 
+def test_sequential_model_loads_with_exact_selectors(tmp_path):
+    """A Sequential model names its variables `sequential_N/a/kernel` in the session that built
+    it but `a/kernel` after load_model: layer and variable rules must still match."""
+    keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])  # takes the name `sequential`
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5, name="a"), keras.layers.Dense(3, name="head")])
+    assert model.weights[0].path.startswith("sequential_")
+    opt = LayerwiseLR(keras.optimizers.SGD(0.1), [(model.get_layer("a"), A),
+                                                  (model.get_layer("head").bias, B)])
+    model.compile(optimizer=opt, loss="mse")
+    model.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    path = str(tmp_path / "sequential.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert [v.path for v in loaded.weights] == ["a/kernel", "a/bias", "head/kernel", "head/bias"]
+    loaded.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    rows = loaded.optimizer.describe(None)
+    assert [(r.path, r.multiplier) for r in rows] == [
+        ("a/kernel", A), ("a/bias", A), ("head/kernel", 1.0), ("head/bias", B)]
+    # saved again from the loaded model, the rules name the new paths
+    loaded.save(path)
+    again = keras.models.load_model(path, safe_mode=True).optimizer.get_config()["multipliers"]
+    assert again[0][0]["config"]["paths"] == ["a/kernel", "a/bias"]
+
+
+def test_paths_align_only_unambiguous_suffixes():
+    rule = Paths(["sequential/a/kernel", "b/bias", "c/kernel"])
+    aligned = rule.align(["a/kernel", "m/b/bias", "x/c/kernel", "y/c/kernel"])
+    # a/kernel and m/b/bias are unique matches; c/kernel fits two variables and stays
+    assert aligned.paths == ("a/kernel", "m/b/bias", "c/kernel")
+    assert rule.align(["sequential/a/kernel", "b/bias", "c/kernel"]) is rule
+
+
 def test_config_round_trip_without_model():
     opt = LayerwiseLR(keras.optimizers.Adam(0.01), [("body", 0.5), (Paths(["head/bias"]), 0.0)],
                       default=2.0, name="lw")

@@ -95,13 +95,19 @@ def cyclical_symmetric(base, top, step_size, steps, mode="triangular", gamma=1.0
     return np.array(out)
 
 
-def wsd(peak, warmup, stable, decay, shape, floor, steps):
-    """Hugging Face ``get_wsd_schedule`` written out with min_lr_ratio = floor / peak."""
+def wsd(peak, warmup, stable, decay, shape, floor, steps, warmup_from_floor=False):
+    """Hugging Face ``get_wsd_schedule`` written out with min_lr_ratio = floor / peak.
+
+    Releases before ``warmup_type`` existed ramp from 0; later ones (``warmup_from_floor``)
+    ramp from the floor: ``factor * (1 - ratio) + ratio``.
+    """
     ratio = floor / peak
     out = []
     for t in _grid(steps):
         if t < warmup:
             factor = t / max(1, warmup)
+            if warmup_from_floor:
+                factor = factor * (1 - ratio) + ratio
         elif t < warmup + stable:
             factor = 1.0
         elif t < warmup + stable + decay:

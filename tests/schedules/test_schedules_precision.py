@@ -121,6 +121,19 @@ def test_float64_values_match_to_double_precision():
         np.testing.assert_allclose(S.values(schedule, at), expected, rtol=1e-12, atol=1e-15)
 
 
+def test_wsd_warmup_from_the_floor_is_a_composition():
+    """Recent Hugging Face releases start the WSD warmup at min_lr: Warmup(start=floor) gives it."""
+    at = np.arange(0, 1800, 1, dtype=np.float64)
+    for shape in ("linear", "cosine", "1-sqrt"):
+        composed = S.Warmup(S.WarmupStableDecay(0.1, 0, 500, 1000, shape, 0.01), 100,
+                            start_learning_rate=0.01)
+        expected = oracles.wsd(0.1, 100, 500, 1000, shape, 0.01, at, warmup_from_floor=True)
+        np.testing.assert_allclose(S.values(composed, at), expected, rtol=1e-12, atol=1e-15)
+        # the plain class ramps from 0 (the older releases), so the two differ in the warmup
+        plain = S.values(S.WarmupStableDecay(0.1, 100, 500, 1000, shape, 0.01), at)
+        assert plain[0] == 0.0 and expected[0] == 0.01
+
+
 def test_float64_model_uses_float64_rates(clear_session):
     previous = keras.config.floatx()
     keras.config.set_floatx("float64")

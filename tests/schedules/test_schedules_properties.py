@@ -183,3 +183,14 @@ def test_wrappers_of_a_constant_are_bounded(cls):
     schedule = cls(0.2, 3)
     out = S.values(schedule, 10)
     assert np.all((out >= 0) & (out <= np.float32(0.2)))
+
+
+@SETTINGS
+@given(piecewise(), steps)
+def test_piecewise_linear_hits_every_point_and_interpolates(schedule, at):
+    knots = np.array(schedule.boundaries, dtype=np.float64)
+    np.testing.assert_array_equal(S.values(schedule, knots),
+                                  np.array(schedule.values, dtype=np.float64))
+    mids = np.concatenate([knots[:-1] + np.diff(knots) / 2, at.astype(np.float64)])
+    expected = np.interp(mids, knots, schedule.values)
+    np.testing.assert_allclose(_check(schedule, mids), expected, rtol=1e-6, atol=1e-30)

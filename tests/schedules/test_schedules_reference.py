@@ -229,6 +229,16 @@ def test_piecewise_linear_matches_interp():
     )
 
 
+def test_piecewise_linear_is_exact_at_every_point_and_never_negative():
+    # a knot at 0 between two positive values: summing slopes gave -2.8e-17 at step 20
+    schedule = S.PiecewiseLinear([0, 10, 20, 30], [0.1, 0.3, 0.0, 0.1])
+    at = np.arange(0, 41, dtype=np.float64)
+    values = S.values(schedule, at)
+    assert values[20] == 0.0 and values[10] == 0.3 and np.all(values >= 0)
+    np.testing.assert_array_equal(values, np.interp(at, schedule.boundaries, schedule.values))
+    assert float(schedule(20)) == 0.0
+
+
 def test_step_multistep_exponential_polynomial_numpy():
     close(S.StepDecay(0.1, 4, 0.3), oracles.step_decay(0.1, 4, 0.3, 30), 30)
     close(S.ExponentialDecay(0.1, 0.95), oracles.exponential_decay(0.1, 0.95, 30), 30)

@@ -5,7 +5,7 @@ of training time those trials would otherwise waste; the best trial is the same.
 
 Method: a 12-trial `keras_tuner.RandomSearch` over the rate only (log-uniform in 1e-5..10,
 constant schedule, Adam, no clipping) of `LRHyperModel("mlp")` on the full digits data
-(1,437 training samples, batch 32), `--epochs` epochs per trial. Repeat ``r`` uses the oracle
+(1,438 training samples, batch 32), `--epochs` epochs per trial. Repeat ``r`` uses the oracle
 seed ``seed + r`` for both variants (the same 12 rates with and without pruning; different
 draws across repeats, so the median is not one lucky draw). The two variants run in turn,
 in alternating order, after an untimed warm-up search, each in a fresh project directory;

@@ -6,7 +6,7 @@ they are the table `MEASURED` below, copied from the report of this run:
 
     command: keras-lr study --out study_default   (the default plan: 3 seeds, 8 epochs)
     date:    2026-11-25, keras 3.15.1 / TensorFlow 2.21 CPU, 2 shared cores
-    data:    digits (8x8, 1,437 train / 360 validation), adding (length 20) for clipping
+    data:    digits (8x8, 1,438 train / 359 validation), adding (length 20) for clipping
 
 Caveat: they were measured on small models and small data sets with batch size 32; they are
 a starting point to confirm with `keras_lr.find_lr` or a short sweep on your own problem.
@@ -31,6 +31,7 @@ from typing import Any
 import keras
 
 from keras_lr._validation import check_choice, check_int, fail
+from keras_lr.models import FAMILIES
 
 __all__ = ["MEASURED", "Recipe", "derive_table", "family_of", "recommend"]
 
@@ -161,7 +162,9 @@ _SOURCE = "keras-lr study default run, 2026-11-25 (docs/recipes.md)"
 def family_of(model_or_family) -> str:
     """The study family of a model: its `keras_lr.models` name, else by its layers.
 
-    Conv layers -> ``"cnn"``, an LSTM -> ``"lstm"``, a GRU -> ``"gru"``, otherwise ``"mlp"``.
+    Conv layers -> ``"cnn"``, an LSTM -> ``"lstm"``, a GRU -> ``"gru"``, otherwise ``"mlp"``;
+    a SimpleRNN model (``keras_lr.models`` family ``"simple_rnn"``) has no measured recipe and
+    raises `ValueError` rather than getting the MLP's.
     """
     if isinstance(model_or_family, str):
         return check_choice("model_or_family", model_or_family, tuple(MEASURED))
@@ -178,6 +181,9 @@ def family_of(model_or_family) -> str:
         return "lstm"
     if "GRU" in kinds:
         return "gru"
+    if "SimpleRNN" in kinds or model_or_family.name in FAMILIES:
+        fail("model_or_family", "has no measured recipe (a SimpleRNN model: the study measured "
+             f"{', '.join(MEASURED)} only)", model_or_family.name)
     return "mlp"
 
 

@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+import types
 from pathlib import Path
 
 from keras_lr.study import claims as claims_mod
@@ -43,7 +44,36 @@ class StudyResult:
     report: dict
 
 
+class _NoProgress:
+    """Stands in for `rich.progress.Progress` when the bar is off or rich is not installed."""
+
+    def __init__(self):
+        self.tasks = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def add_task(self, description, total=None, **fields):
+        self.tasks.append(types.SimpleNamespace(total=total))
+        return len(self.tasks) - 1
+
+    def update(self, task, total=None, **fields):
+        if total is not None:
+            self.tasks[task].total = total
+
+
 def _progress(enabled: bool):
+    """A rich progress bar on stderr; a no-op when disabled or without the `progress` extra."""
+    if not enabled:
+        return _NoProgress()
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        print("keras-lr: no progress bar (install keras-lr[progress] for one)", file=sys.stderr)
+        return _NoProgress()
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -57,7 +87,7 @@ def _progress(enabled: bool):
     return Progress(TextColumn("[bold]{task.fields[stage]}[/] {task.description}"),
                     BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled, transient=False)
+                    console=Console(stderr=True), transient=False)
 
 
 def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | None = None,
@@ -91,9 +121,14 @@ def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | 
     except KeyboardInterrupt:
         interrupted = True
     seconds = time.perf_counter() - start
-    claim_rows, report = write_outputs(directory, records, plan, executed=executed,
+    # The store may also hold runs of other plans (a --quick run, other rates or epochs in
+    # the same directory): they stay stored for their own resume but stay out of this report.
+    keys = {c.key for stage in plan.stages for c in stage.expand(records)}
+    reported = [r for r in records if r["key"] in keys]
+    claim_rows, report = write_outputs(directory, reported, plan, executed=executed,
                                        skipped=skipped, seconds=seconds,
-                                       interrupted=interrupted, command=command)
+                                       interrupted=interrupted, command=command,
+                                       left_out=len(records) - len(reported))
     result = StudyResult(str(directory), executed, skipped, len(records), seconds,
                          interrupted, claim_rows, report)
     if interrupted:
@@ -126,8 +161,9 @@ class StudyInterrupted(KeyboardInterrupt):
 
 
 def write_outputs(directory, records, plan: Plan, *, executed=0, skipped=0, seconds=0.0,
-                  interrupted=False, command=None):
-    """Write the tables, figures and report from `records`; return (claims, report paths)."""
+                  interrupted=False, command=None, left_out=0):
+    """Write the tables, figures and report from `records` (the plan's own runs); return
+    (claims, report paths). `left_out`: stored runs of other plans, named in the status."""
     import keras
 
     claim_rows = claims_mod.evaluate_claims(records)
@@ -136,9 +172,11 @@ def write_outputs(directory, records, plan: Plan, *, executed=0, skipped=0, seco
     write_tables(directory, records, aggregates, claim_rows, settings)
     state = "PARTIAL (interrupted; rerun the same command to resume)" if interrupted \
         else "complete"
+    others = (f"; {left_out} stored runs of other plans (other models, rates, epochs or "
+              "--quick) are left out of this report") if left_out else ""
     status = (
         f"Status: {state}. {len(records)} runs stored ({executed} run now in "
-        f"{seconds:.0f} s, {skipped} resumed from the store). Command: "
+        f"{seconds:.0f} s, {skipped} resumed from the store{others}). Command: "
         f"`{command or 'keras-lr study'}`. Generated {time.strftime('%Y-%m-%d %H:%M')} with "
         f"keras {keras.__version__} ({keras.backend.backend()}), Python "
         f"{platform.python_version()}, {os.cpu_count()} CPU cores, {sys.platform}."

@@ -83,6 +83,19 @@ def test_parallel_study_never_runs_one_by_one(tmp_path, monkeypatch, capsys):
     assert len(data["runs"]) == 3
 
 
+def test_report_holds_only_the_runs_of_its_own_plan(tmp_path, capsys):
+    """Runs of another plan stored in the same directory stay out of the report and claims."""
+    out = tmp_path / "shared"
+    grid = TINY[:TINY.index("--lrs") + 1] + ["1e-3,1e-2"] + TINY[TINY.index("--lrs") + 2:]
+    assert main(grid + ["--out", str(out)]) == 0
+    other = grid[:grid.index("--lrs") + 1] + ["1e-1"] + grid[grid.index("--lrs") + 2:]
+    assert main(other + ["--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [r["lr"] for r in data["runs"]] == [0.1]  # not the two runs of the first plan
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 4  # all still stored
+    assert "2 stored runs of other plans" in (out / "report.md").read_text()
+
+
 @pytest.mark.slow
 def test_quick_study_end_to_end(tmp_path, capsys):
     out = tmp_path / "quick"

@@ -50,6 +50,16 @@ def test_family_of_infers_from_layers():
     assert recipes.family_of(dense) == "mlp"
 
 
+def test_simple_rnn_has_no_recipe():
+    from keras_lr import models
+
+    # before: the package's own simple_rnn family silently got the MLP recipe
+    for model in (models.build("simple_rnn", (8, 8), 10),
+                  keras.Sequential([keras.Input((5, 3)), keras.layers.SimpleRNN(2)], name="s")):
+        with pytest.raises(ValueError, match="no measured recipe"):
+            recipes.recommend(model)
+
+
 def _record(optimizer, lr, seed, score, schedule="constant", loss=0.1):
     fields = {"kind": "run", "family": "mlp", "data": "digits", "optimizer": optimizer,
               "schedule": schedule, "clip": "none", "multipliers": "none", "epochs": 2,

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import tempfile
 
-__all__ = ["UsageError", "int_at_least", "load_data", "positive_float", "quiet_tensorflow"]
+__all__ = [
+    "UsageError",
+    "int_at_least",
+    "load_data",
+    "positive_float",
+    "quiet_tensorflow",
+    "writable_dir",
+]
 
 
 class UsageError(Exception):
@@ -56,3 +64,20 @@ def load_data(name: str, view: str, seed: int, limit: int | None = None):
         raise UsageError(str(error).splitlines()[0]) from None
     except ValueError as error:
         raise UsageError(f"--data {name}: {error}") from None
+
+
+def writable_dir(path: str, flag: str = "--out") -> str:
+    """Create the directory `path` if needed and check that a file can be written there.
+
+    Commands call it before any training, so that an unusable output directory (a regular
+    file on the path, no permission) is a `UsageError` at once rather than a traceback after
+    the work is done. `flag` names the option in the message.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"{flag} {path!r} is not a writable directory "
+                         f"({error.strerror or error})") from None
+    return path

@@ -26,7 +26,7 @@ import argparse
 import json
 import os
 
-from keras_lr.cli.common import UsageError, int_at_least, load_data, positive_float
+from keras_lr.cli.common import UsageError, int_at_least, load_data, positive_float, writable_dir
 
 __all__ = ["add_parser", "run"]
 
@@ -123,8 +123,6 @@ def _saved_model(args):
 def run(args) -> int:
     if not args.end_lr > args.start_lr:
         raise UsageError(f"--end-lr ({args.end_lr:g}) must be > --start-lr ({args.start_lr:g})")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out}: not a directory")
 
     import keras
 
@@ -138,12 +136,14 @@ def run(args) -> int:
         model, dataset = _saved_model(args)
         label = os.path.basename(args.model)
     (x, y), validation = dataset
+    if args.verify:  # refuse a model --verify cannot replicate before the range test
+        _check_verifiable(model)
+    writable_dir(args.out)
     result = find_lr(
         model, x, y, batch_size=args.batch_size, start_lr=args.start_lr, end_lr=args.end_lr,
         num_steps=args.num_steps, seed=args.seed,
     )
 
-    os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, "lr_find.png")
     path_json = os.path.join(args.out, "lr_find.json")
     result.plot(path=png, title=f"LR range test: {label} on {args.data}")
@@ -165,6 +165,15 @@ def run(args) -> int:
     return 0
 
 
+def _check_verifiable(model) -> None:
+    from keras_lr.finder.verify import check_verifiable
+
+    try:
+        check_verifiable(model)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--verify: {error}".splitlines()[0]) from None
+
+
 def _verify(args, model, x, y, validation, result, label) -> dict | None:
     """``--verify K``: train K rates around the valley suggestion at once; print the winner."""
     import matplotlib
@@ -183,7 +192,7 @@ def _verify(args, model, x, y, validation, result, label) -> dict | None:
         sweep = verify_rates(model, x, y, centre, count=args.verify, epochs=args.verify_epochs,
                              batch_size=args.batch_size, validation_data=tuple(validation),
                              seed=args.seed)
-    except ValueError as error:
+    except (TypeError, ValueError) as error:
         raise UsageError(f"--verify: {error}".splitlines()[0]) from None
     metric = "val_loss"
     final = sweep.final(metric)

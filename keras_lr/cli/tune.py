@@ -28,7 +28,7 @@ import json
 import math
 import os
 
-from keras_lr.cli.common import UsageError, int_at_least, load_data, positive_float
+from keras_lr.cli.common import UsageError, int_at_least, load_data, positive_float, writable_dir
 
 __all__ = ["add_parser", "distributed_role", "run"]
 
@@ -111,15 +111,16 @@ class _Plan:
     """The checked arguments: choices, objective and tuner settings."""
 
     def __init__(self, args):
-        from keras_lr.tuner import CLIPS, OPTIMIZERS, SCHEDULES
+        try:
+            from keras_lr.tuner import CLIPS, OPTIMIZERS, SCHEDULES
+        except ImportError as error:  # KerasTuner (or TensorBoard) is not installed
+            raise UsageError(str(error).splitlines()[0]) from None
 
         if not args.max_lr > args.min_lr:
             raise UsageError(f"--max-lr ({args.max_lr:g}) must be > --min-lr ({args.min_lr:g})")
         if args.tuner == "hyperband" and args.max_trials is not None:
             raise UsageError("--max-trials does not apply to --tuner hyperband (its budget is "
                              "--epochs, its max_epochs)")
-        if os.path.exists(args.directory) and not os.path.isdir(args.directory):
-            raise UsageError(f"--directory {args.directory}: not a directory")
         self.schedules = _names(args.schedules or ",".join(SCHEDULES), SCHEDULES, "schedule")
         self.optimizers = _names(args.optimizers, OPTIMIZERS, "optimizer")
         self.clip = _names(args.clip, CLIPS, "clip")
@@ -158,8 +159,6 @@ def _make_tuner(args, plan, dataset):
     class ReportingHyperModel(_Reporting, LRHyperModel):
         pass
 
-    regression = dataset.num_classes is None
-    objective = args.objective or ("val_loss" if regression else "val_accuracy")
     hypermodel = ReportingHyperModel(
         args.model, epochs=args.epochs,
         steps_per_epoch=math.ceil(len(dataset.x_train) / args.batch_size),
@@ -168,15 +167,33 @@ def _make_tuner(args, plan, dataset):
         optimizers=plan.optimizers, clip=plan.clip, pruning=not args.no_pruning,
         seed=args.seed,
     )
+    objective = _objective(args, hypermodel)
+    writable_dir(args.directory, "--directory")
     common = dict(objective=objective, seed=args.seed, directory=args.directory,
                   project_name=plan.project, overwrite=args.overwrite)
-    if args.tuner == "random":
-        tuner = kt.RandomSearch(hypermodel, max_trials=args.max_trials or 10, **common)
-    elif args.tuner == "bayesian":
-        tuner = kt.BayesianOptimization(hypermodel, max_trials=args.max_trials or 10, **common)
-    else:
-        tuner = kt.Hyperband(hypermodel, max_epochs=args.epochs, factor=3, **common)
+    try:
+        if args.tuner == "random":
+            tuner = kt.RandomSearch(hypermodel, max_trials=args.max_trials or 10, **common)
+        elif args.tuner == "bayesian":
+            tuner = kt.BayesianOptimization(hypermodel, max_trials=args.max_trials or 10,
+                                            **common)
+        else:
+            tuner = kt.Hyperband(hypermodel, max_epochs=args.epochs, factor=3, **common)
+    except ValueError as error:  # KerasTuner refusing a setting: one line, exit 2
+        raise UsageError(f"KerasTuner: {error}".splitlines()[0]) from None
     return tuner, hypermodel, objective
+
+
+def _objective(args, hypermodel) -> str:
+    """``--objective``, checked against the metrics the hypermodel's models report."""
+    metrics = ["loss", *(m for m in hypermodel.metrics if isinstance(m, str))]
+    choices = [f"val_{m}" for m in metrics] + metrics
+    if args.objective is None:
+        return "val_accuracy" if "val_accuracy" in choices else "val_loss"
+    if args.objective not in choices:
+        raise UsageError(f"--objective {args.objective!r} is not a metric the {args.model} "
+                         f"model reports on {args.data}; choose from {', '.join(choices)}")
+    return args.objective
 
 
 def _summary(tuner, objective, path):

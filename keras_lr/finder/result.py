@@ -86,13 +86,14 @@ class LRFinderResult:
         """The slice of the curve the suggestions look at.
 
         fastai's default: skip the first ``num_steps // 10`` points (the loss has barely moved)
-        and the last 5 (the blow-up).
+        and the last 5 (the blow-up). A curve of `skip_end` points or fewer leaves an empty
+        window (never one counted from the other end).
         """
         skip_start = self.num_steps // 10 if skip_start is None else skip_start
         skip_end = 5 if skip_end is None else skip_end
         skip_start = check_int("skip_start", skip_start, minimum=0)
         skip_end = check_int("skip_end", skip_end, minimum=0)
-        return slice(skip_start, len(self) - skip_end)
+        return slice(skip_start, max(len(self) - skip_end, 0))
 
     def suggestion(
         self,

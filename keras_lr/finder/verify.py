@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_lr._validation import check_float, check_int, fail
 
-__all__ = ["verify_rates"]
+__all__ = ["check_verifiable", "verify_rates"]
 
 
 def verify_rates(model: keras.Model, x, y, rate: float, *, count: int = 5, span: float = 10.0,
@@ -54,18 +54,58 @@ def verify_rates(model: keras.Model, x, y, rate: float, *, count: int = 5, span:
     rate = check_float("rate", rate, minimum=0.0, strict=True)
     count = check_int("count", count, minimum=2)
     span = check_float("span", span, minimum=1.0, strict=True)
-    if not isinstance(model, keras.Model) or getattr(model, "optimizer", None) is None:
-        fail("model", "must be a compiled Keras model", model, TypeError)
+    _check_compiled(model)
     rates = [float(r) for r in rate * span ** np.linspace(-1.0, 1.0, count)]
     weights = model.get_weights()
 
     def build():
-        clone = type(model).from_config(model.get_config())  # uncompiled, same layers
+        clone = _clone(model)
         clone.set_weights(weights)
         return clone
 
-    config = model.optimizer.get_config()
-    optimizer = type(model.optimizer).from_config(config)
+    optimizer = _fresh_optimizer(model)
     keras.utils.set_random_seed(check_int("seed", seed, minimum=0))
     return parallel_fit(build, rates, x, y, optimizer=optimizer, loss=model.loss,
                         epochs=epochs, batch_size=batch_size, validation_data=validation_data)
+
+
+def check_verifiable(model: keras.Model) -> None:
+    """Raise if `verify_rates` could not train `model`, without training anything.
+
+    Replicates two fresh, untrained copies of the model and its optimizer the way
+    `verify_rates` does (`keras_lr.sweep.replicate`, `keras_lr.sweep.replicated_optimizer`)
+    and resolves its loss, so that a caller can refuse a model before a long range test
+    rather than after it. The model itself is not changed.
+
+    Raises:
+        TypeError: not a compiled Keras model, or an optimizer that cannot be replicated
+            (a wrapper such as ``LossScaleOptimizer``).
+        ValueError: a model or layer `parallel_fit` cannot replicate (not a
+            `keras.Sequential`, an unsupported layer), or a loss it cannot resolve.
+
+    Example:
+        >>> from keras_lr import models
+        >>> model = models.mlp((64,), 10, hidden=(16,))
+        >>> model.compile("adam", "sparse_categorical_crossentropy")
+        >>> check_verifiable(model)  # no error: verify_rates can train it
+    """
+    from keras_lr.sweep import replicate, replicated_optimizer
+    from keras_lr.sweep.metrics import resolve_loss
+
+    _check_compiled(model)
+    replicate([_clone(model), _clone(model)])
+    replicated_optimizer(_fresh_optimizer(model), [1.0, 1.0])
+    resolve_loss(model.loss)
+
+
+def _check_compiled(model) -> None:
+    if not isinstance(model, keras.Model) or getattr(model, "optimizer", None) is None:
+        fail("model", "must be a compiled Keras model", model, TypeError)
+
+
+def _clone(model: keras.Model) -> keras.Model:
+    return type(model).from_config(model.get_config())  # uncompiled, same layers
+
+
+def _fresh_optimizer(model: keras.Model):
+    return type(model.optimizer).from_config(model.optimizer.get_config())

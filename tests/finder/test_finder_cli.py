@@ -96,3 +96,40 @@ def test_find_verify_trains_rates_around_the_valley(tmp_path, capsys):
     assert best["learning_rate"] == pytest.approx(rates[best["index"]])
     assert out.count("<- best") == 1 and "verify: best rate" in out
     assert (tmp_path / "lr_verify.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.fixture
+def no_range_test(monkeypatch):
+    """Fail the test if the range test starts: these errors must come before any training."""
+    import keras_lr.finder
+
+    def find_lr(*args, **kwargs):
+        raise AssertionError("the range test started")
+
+    monkeypatch.setattr(keras_lr.finder, "find_lr", find_lr)
+
+
+def test_out_under_a_file_exits_2_before_training(tmp_path, capsys, no_range_test):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    status, out, err = run(["find", "--model", "mlp", "--num-steps", "10", "--out",
+                            str(blocker / "sub")], capsys)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"keras-lr: error: --out {str(blocker / 'sub')!r} is not a writable "
+                          "directory (")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading")  # unbuilt optimizer saved
+def test_verify_refuses_a_model_it_cannot_replicate_before_training(tmp_path, capsys,
+                                                                    no_range_test):
+    inputs = keras.Input((64,))
+    functional = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(inputs))
+    functional.compile("adam", "sparse_categorical_crossentropy")
+    functional.save(tmp_path / "functional.keras")
+    status, out, err = run(["find", "--model", str(tmp_path / "functional.keras"), "--num-steps",
+                            "10", "--verify", "2", "--out", str(tmp_path / "o")], capsys)
+    assert (status, out) == (2, "")
+    assert err.startswith("keras-lr: error: --verify: parallel_fit replicates `keras.Sequential`")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "o").exists()  # nothing written

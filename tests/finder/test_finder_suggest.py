@@ -159,6 +159,25 @@ def test_window_defaults_and_errors():
         result.suggestion(skip_end=-1)
 
 
+@pytest.mark.parametrize("skip_start", [0, 1])
+def test_too_short_curves_never_wrap_round(skip_start):
+    """With `skip_end` points or fewer the window is empty: no suggestion, whatever the length
+    (a 4-point curve used to be cut as [1:-1] and get suggestions that 3 and 5 points did not)."""
+    lrs, loss = u_curve(10)
+    for n in range(6):  # skip_end is 5 by default
+        short = LRFinderResult(lrs[:n], loss[:n], loss[:n], stop_reason="diverged",
+                               num_steps=10)
+        assert short.window(skip_start).stop == 0
+        assert short.suggestions(skip_start=skip_start) == dict.fromkeys(
+            ("valley", "steep", "minimum")), n
+        with pytest.raises(ValueError, match="at least"):
+            short.suggestion(skip_start=skip_start)
+    for n, skip_end in [(3, 2), (4, 3)]:  # the same rule for other `skip_end`s
+        short = LRFinderResult(lrs[:n], loss[:n], loss[:n], stop_reason="diverged",
+                               num_steps=10)
+        assert short.suggestions(skip_start=0, skip_end=skip_end)["minimum"] is not None
+
+
 def test_rules_refuse_bad_input():
     with pytest.raises(ValueError, match="same length"):
         valley([1.0, 2.0], [1.0])

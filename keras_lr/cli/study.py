@@ -42,7 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--models", help="comma list of mlp,cnn,lstm,gru (custom grid)")
     parser.add_argument("--data", help="data set (custom grid; default digits)")
     parser.add_argument("--optimizers", help="comma list of sgd,adam (custom grid)")
-    parser.add_argument("--lrs", help="LOW:HIGH:N log-spaced rates, or a comma list")
+    parser.add_argument("--lrs", help="LOW:HIGH:N log-spaced rates, or a comma list "
+                        "(default 1e-4:1:9; 1e-3:1:4 with --quick)")
     parser.add_argument("--schedules", help="comma list of " + ",".join(_schedules()))
     parser.add_argument("--clip", help="comma list of none,global_norm,agc")
     parser.add_argument("--seeds", help="number of seeds (default 3; 2 with --quick)")

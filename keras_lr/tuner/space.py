@@ -13,7 +13,7 @@ shows) only the parameters of the family a trial uses:
 | ``exponential`` | ``exponential_final_fraction`` (rate at the end / peak, 1e-3..0.3, log) |
 | ``cosine`` | ``cosine_min_fraction`` (floor / peak: 0, 0.01 or 0.1) |
 | ``warmup_cosine`` | ``warmup_fraction`` (share of the steps spent warming up, 0.02..0.3) |
-| ``onecycle`` | ``onecycle_pct_start`` (0.1..0.5), ``onecycle_div_factor`` (10, 25 or 100) |
+| ``onecycle`` | ``onecycle_pct_start`` (0.1..0.5, at least ``1.5 / total_steps``), ``onecycle_div_factor`` (10, 25 or 100) |
 | ``cyclical`` | ``cyclical_cycles`` (1..4), ``cyclical_base_fraction`` (0.01..0.3, log), ``cyclical_mode`` |
 
 The schedules themselves are built by `keras_lr.study.runner.make_schedule` and the
@@ -126,7 +126,11 @@ def _family_options(hp, family: str, total_steps: int) -> dict:
     if family == "onecycle":
         pct, div = hp.Float("onecycle_pct_start", 0.1, 0.5), hp.Choice("onecycle_div_factor",
                                                                         [10.0, 25.0, 100.0])
-        return {} if pct is None else {"pct_start": pct, "div_factor": div}
+        if pct is None:
+            return {}
+        # OneCycle (as PyTorch's OneCycleLR) needs pct_start * total_steps > 1: on a budget
+        # too short for the sampled value, warm up over 1.5 steps' worth instead of failing.
+        return {"pct_start": max(pct, 1.5 / total_steps), "div_factor": div}
     if family == "cyclical":
         cycles = hp.Int("cyclical_cycles", 1, 4)
         base = hp.Float("cyclical_base_fraction", 0.01, 0.3, sampling="log")

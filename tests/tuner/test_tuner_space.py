@@ -85,6 +85,17 @@ def test_family_parameters_reach_the_schedule():
     assert (schedule.step_size_up, schedule.mode) == (25, "triangular2")
 
 
+@pytest.mark.parametrize("total_steps", [2, 3, 4, 7])
+def test_every_family_builds_on_the_shortest_budgets(total_steps):
+    """OneCycle needs pct_start * total_steps > 1: a 3-step budget used to fail the trial."""
+    for family in SCHEDULES:
+        hp, schedule = with_family(family, total_steps)
+        values = schedules.values(schedule, total_steps + 1)
+        assert all(v >= 0 for v in values), family
+    hp, schedule = with_family("onecycle", 100)
+    assert schedule.pct_start == hp.values["onecycle_pct_start"]  # long budgets: as sampled
+
+
 def test_a_single_choice_is_fixed():
     hp = kt.HyperParameters()
     schedule = hp_schedule(hp, 50, choices=("cosine",), learning_rate=0.01)

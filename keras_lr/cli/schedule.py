@@ -102,6 +102,8 @@ def _check_out(out: str, formats: dict[str, str]) -> str:
         known = ", ".join(f".{name}" for name in sorted(formats))
         raise UsageError(f"cannot write {out!r}: unknown image type; use one of {known}")
     directory = os.path.dirname(os.path.abspath(out))
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"cannot write {out!r}: {directory!r} is a file, not a directory")
     if not os.path.isdir(directory):
         raise UsageError(f"cannot write {out!r}: directory {directory!r} does not exist")
     return extension

@@ -117,16 +117,19 @@ def test_bad_spec_exits_2_with_one_line(tmp_path, capsys, spec, words, action):
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.parametrize(
-    "target", ["missing_dir/x.png", "is_a_dir", "curve.unknownext", "no_extension"]
-)
-def test_unwritable_out_exits_2(tmp_path, capsys, target):
+@pytest.mark.parametrize("target, words", [
+    ("missing_dir/x.png", "does not exist"), ("is_a_dir", "it is a directory"),
+    ("curve.unknownext", "unknown image type"), ("no_extension", "unknown image type"),
+    ("a_file/x.png", "is a file, not a directory"),
+])
+def test_unwritable_out_exits_2(tmp_path, capsys, target, words):
     (tmp_path / "is_a_dir").mkdir()
+    (tmp_path / "a_file").write_text("x")
     out = tmp_path / target
     status, _, err = run(
         ["schedule", "plot", "constant(0.1)", "--steps", "5", "--out", str(out)], capsys
     )
-    assert_usage_error(status, err, "cannot write")
+    assert_usage_error(status, err, "cannot write", words)
 
 
 @pytest.mark.skipif(

@@ -14,6 +14,7 @@ __all__ = [
     "check_guards",
     "effective_learning_rate",
     "holds_schedule",
+    "is_at_floor",
     "multiply_learning_rate",
     "rate_variables",
     "target_optimizers",
@@ -57,10 +58,28 @@ def effective_learning_rate(optimizer) -> float:
     return current_learning_rate(optimizer)
 
 
+# Rates live in float32 variables and are read back as Python floats, so a rate sitting at
+# `min_lr` can read a few float32 ulps above it (float32(0.1) > 0.1); with the scale path the
+# read-back is the product of two float32 values. A rate within this relative tolerance of
+# `min_lr` is at the floor.
+RATE_RTOL = 1e-6
+# PyTorch's `ReduceLROnPlateau(eps=1e-8)`, relative to the rate here: a change smaller than
+# this is no reduction (nothing is assigned).
+RATE_EPS = 1e-8
+
+
+def is_at_floor(rate, min_lr):
+    """Whether `rate` cannot be lowered towards `min_lr` any more (float32 tolerance)."""
+    return rate <= min_lr * (1.0 + RATE_RTOL)
+
+
 def multiply_learning_rate(optimizer, factor, *, min_lr=0.0, caller="This callback"):
     """Lower the effective rate to ``max(lr * factor, min_lr)`` (never raise it).
 
-    Returns ``(old, new)`` effective rates.
+    Returns ``(old, new)`` effective rates. When there is nothing to lower (the rate is
+    already at `min_lr` within `RATE_RTOL`, or the change would be below `RATE_EPS` times the
+    rate, PyTorch's `eps`), nothing is assigned and ``new == old`` exactly; callers test
+    ``new < old`` to know whether a reduction happened.
 
     Acts on the shared `lr_scale` of keras-lr wrappers when there is one (so a schedule keeps
     its shape), otherwise assigns the float rate of a plain optimizer.
@@ -79,6 +98,8 @@ def multiply_learning_rate(optimizer, factor, *, min_lr=0.0, caller="This callba
         )
     old = effective_learning_rate(optimizer)
     new = min(old, max(old * factor, min_lr))
+    if is_at_floor(old, min_lr) or old - new <= RATE_EPS * old:
+        return old, old
     if scale is not None:
         current = float(ops.convert_to_numpy(scale))
         ratio = new / old if old > 0 else factor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import keras
@@ -54,9 +55,12 @@ class ReduceLROnPlateau(FreshCopy, keras.callbacks.Callback):
     the cooldown counter is decremented before the improvement test.
 
     `min_lr` bounds the rate at the moment of a reduction; a schedule may decay it further
-    afterwards. With a `keras.optimizers.MultiOptimizer` every sub-optimizer is reduced.
-    Writes ``learning_rate`` (the effective rate during the epoch, before any reduction, as
-    Keras does) into the epoch logs.
+    afterwards. Rates are float32, so a rate within a relative 1e-6 of `min_lr` counts as at
+    the floor (Keras compares with ``np.float32(min_lr)``), and a change smaller than 1e-8 of
+    the rate (PyTorch's `eps`) is no reduction: neither prints a message nor starts a
+    cooldown; `wait` keeps counting, as in Keras. With a `keras.optimizers.MultiOptimizer`
+    every sub-optimizer is reduced. Writes ``learning_rate`` (the effective rate during the
+    epoch, before any reduction, as Keras does) into the epoch logs.
 
     Args:
         monitor: the logs entry to watch (default "val_loss").
@@ -125,7 +129,14 @@ class ReduceLROnPlateau(FreshCopy, keras.callbacks.Callback):
         return self.cooldown_counter > 0
 
     def is_improvement(self, current, best):
-        """Whether `current` improves on `best` under `mode` and `threshold_mode`."""
+        """Whether `current` improves on `best` under `mode` and `threshold_mode`.
+
+        The first finite value always does; NaN never does, so a NaN epoch counts as a bad
+        one and never becomes a `best` that nothing could improve on (PyTorch's behaviour,
+        whose `best` starts at inf; Keras 3.15's callback keeps a NaN first value as best).
+        """
+        if not math.isfinite(current):
+            return False
         if best is None:
             return True
         d = self.min_delta
@@ -166,12 +177,13 @@ class ReduceLROnPlateau(FreshCopy, keras.callbacks.Callback):
     def _reduce(self, epoch):
         reduced = False
         for suffix, opt in target_optimizers(self.model.optimizer):
-            old = effective_learning_rate(opt)
-            if not old > self.min_lr:
-                continue
-            _, new = multiply_learning_rate(
+            # Keras's `old_lr > np.float32(min_lr)`, with a float32 tolerance and PyTorch's
+            # `eps`: a rate already at `min_lr` is left alone (no message, no cooldown).
+            old, new = multiply_learning_rate(
                 opt, self.factor, min_lr=self.min_lr, caller="ReduceLROnPlateau"
             )
+            if not new < old:
+                continue
             reduced = True
             if self.verbose:
                 print(

@@ -41,8 +41,9 @@ class LRScheduler(FreshCopy, keras.callbacks.Callback):
         schedule: a `keras.optimizers.schedules.LearningRateSchedule` (keras-lr schedules
             included) or a callable ``index -> float``.
         unit: "epoch" (default) or "step".
-        optimizer: optional optimizer to drive (default: the model's optimizer, or every
-            sub-optimizer of a MultiOptimizer). It must hold a float rate.
+        optimizer: optional `keras.optimizers.Optimizer` to drive (default: the model's
+            optimizer, or every sub-optimizer of a MultiOptimizer). It must hold a float
+            rate; anything else but None (a string such as "adam") raises a `TypeError`.
         verbose: int, 1 prints the rate at each epoch start.
 
     Example:
@@ -63,6 +64,9 @@ class LRScheduler(FreshCopy, keras.callbacks.Callback):
                  TypeError)
         self.schedule = schedule
         self.unit = check_choice("unit", unit, ("epoch", "step"))
+        if optimizer is not None and not isinstance(optimizer, keras.optimizers.Optimizer):
+            fail("optimizer", "must be a `keras.optimizers.Optimizer` or None", optimizer,
+                 TypeError)
         self.optimizer = optimizer
         self.verbose = check_int("verbose", verbose, minimum=0)
         self._remember(schedule=schedule, unit=unit, optimizer=optimizer, verbose=verbose)

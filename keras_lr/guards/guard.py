@@ -19,9 +19,13 @@ without XLA, whatever its size):
 * a stateless rule is computed in the same pass as the norm (`ClipRule.norm_and_clip`),
   before the finiteness test; only a stateful rule (`AutoClip`) runs inside the finite branch.
 
-A skipped step leaves every model variable, every optimizer slot and the inner optimizer's
-iteration count exactly as they were (optax's `apply_if_finite`); zeroing the gradients
-instead would still move Adam's moments.
+A skipped step leaves every trainable variable, every optimizer slot and the inner
+optimizer's iteration count exactly as they were (optax's `apply_if_finite`); zeroing the
+gradients instead would still move Adam's moments. Non-trainable state that the forward pass
+updates before the optimizer runs is not covered: a NaN batch makes BatchNormalization's
+moving mean and variance NaN even though the step is skipped. Add
+`keras_lr.callbacks.DivergenceGuard`, whose snapshots hold all of `model.weights`, to roll
+that state back.
 
 `max_consecutive_skips`: when `consecutive_skips` reaches it, training must stop rather than
 skip forever. Where that error comes from:

@@ -6,6 +6,7 @@ import pytest
 from callback_helpers import Recorder, regression_data, tiny_model, values
 
 from keras_lr.callbacks import DivergenceGuard, LRMonitor
+from keras_lr.guards import GradientGuard
 from keras_lr.optimizers import LRWrapper
 
 
@@ -122,6 +123,162 @@ def test_first_snapshot_is_taken_after_backup_and_restore_resumes(tmp_path):
     for a, b in zip(values(model.weights), sab.good[2][0], strict=True):
         np.testing.assert_array_equal(a, b)
     assert history.history["divergence_recoveries"] == [1]
+
+
+def _constant_loss_fit(targets, guard, batch_size=8, steps_per_execution=1, callbacks=()):
+    """A zero Dense with rate 0: each sample's loss is its target squared, whatever happens."""
+    targets = np.asarray(targets, dtype="float32").reshape(-1, 1)
+    model = keras.Sequential([keras.Input((1,)),
+                              keras.layers.Dense(1, kernel_initializer="zeros")])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse",
+                  steps_per_execution=steps_per_execution)
+    x = np.ones_like(targets)
+    return model.fit(x, targets, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+                     callbacks=[guard, *callbacks])
+
+
+@pytest.mark.parametrize("running_sums", [True, False], ids=["metric-sums", "step-count"])
+def test_step_window_on_a_partial_last_execution(running_sums, monkeypatch):
+    """8 steps, steps_per_execution=3: Keras reports the last call as steps 6-8 though it runs
+    6-7 only. Six steps of loss 1 then two of loss 4: the last window's mean is 4. (Two steps
+    are fewer than `snapshot_every`, so the epoch-end check is the one that sees them.)"""
+    guard = DivergenceGuard(snapshot_every=3, spike_factor=3.5)
+    if not running_sums:  # the fallback for logs entries that are not a Keras mean metric
+        monkeypatch.setattr(guard, "_resolve_metric", lambda value: None)
+    _constant_loss_fit([1.0] * 48 + [2.0] * 16, guard, steps_per_execution=3)
+    assert [(s, v) for _, s, v, _ in guard.recoveries] == [(None, pytest.approx(4.0))]
+
+
+def test_step_window_with_a_short_last_batch_is_weighted_by_samples():
+    """Keras's loss mean is weighted by batch size: 7 batches of 8 at loss 1, then 4 samples
+    at loss 9. The last window's mean is 9 (> 6 x 1), not the 5.3 of step weighting."""
+    guard = DivergenceGuard(snapshot_every=1, spike_factor=6.0)
+    _constant_loss_fit([1.0] * 56 + [3.0] * 4, guard)
+    assert [(s, v) for _, s, v, _ in guard.recoveries] == [(7, pytest.approx(9.0))]
+
+
+def test_recovery_on_the_last_step_does_not_log_a_zero_loss():
+    """No step runs after the reset: the epoch logs the means from before it, not 0.0."""
+    guard = DivergenceGuard(snapshot_every=1)
+    spy = Recorder()
+    history = _constant_loss_fit([1.0] * 24 + [10.0] * 8, guard, callbacks=[spy])
+    assert [s for _, s, _, _ in guard.recoveries] == [3]
+    assert history.history["loss"] == [pytest.approx((3 * 1.0 + 100.0) / 4)]
+    assert spy.epochs[0]["loss"] == history.history["loss"][0]
+    assert history.history["divergence_recoveries"] == [1]
+
+
+def _drive_epochs(guard, losses, optimizer=None):
+    model = tiny_model(optimizer or keras.optimizers.SGD(0.05))
+    guard.set_model(model)
+    guard.on_train_begin()
+    for epoch, loss in enumerate(losses):
+        guard.on_epoch_begin(epoch)
+        guard.on_epoch_end(epoch, {"loss": loss})
+    return model
+
+
+def test_negative_losses_spike_relative_to_their_magnitude():
+    """CosineSimilarity is negative: an improving (more negative) loss is never a spike."""
+    guard = DivergenceGuard(spike_factor=5.0)
+    _drive_epochs(guard, [-0.03, -0.06, -0.1, -0.2])
+    assert guard.recoveries == []
+    # A rise above best of more than (5 - 1) x |best| = 0.8 is one.
+    _drive_epochs(guard, [-0.2, -0.5, 0.2, 1.6])
+    assert [e for e, _, _, _ in guard.recoveries] == [3]
+    # With best exactly 0 there is no scale: only a non-finite value counts.
+    _drive_epochs(guard, [1.0, 0.0, 1e-3, 2.0])
+    assert guard.recoveries == []
+
+
+def test_cosine_similarity_training_is_not_taken_for_a_divergence():
+    x, _ = regression_data()
+    y = x @ np.random.default_rng(1).standard_normal((5, 3)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=keras.losses.CosineSimilarity())
+    history = model.fit(x, y, batch_size=16, epochs=4, verbose=0,
+                        callbacks=[DivergenceGuard()])
+    assert history.history["loss"][-1] < history.history["loss"][0] < 0
+    assert history.history["divergence_recoveries"] == [0, 0, 0, 0]
+
+
+class _PoisonAtEnd(keras.callbacks.Callback):
+    """At the end of `epoch`: NaN in a weight; the logged loss NaN too unless `keep_loss`."""
+
+    def __init__(self, epoch, keep_loss=False):
+        super().__init__()
+        self.epoch, self.keep_loss = epoch, keep_loss
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.layers[-1].kernel
+            kernel.assign(keras.ops.convert_to_numpy(kernel) * np.nan)
+            if not self.keep_loss:
+                logs["loss"] = float("nan")
+
+
+def test_a_non_finite_state_is_never_snapshotted():
+    """A finite loss with NaN weights is a divergence: back to the last finite snapshot."""
+    sab = Saboteur([2])  # records the state at the start of epoch 2 (the epoch-1 snapshot)
+    guard = DivergenceGuard()
+    model, history = _fit(keras.optimizers.SGD(0.05), [_PoisonAtEnd(1, keep_loss=True), sab,
+                                                        guard], epochs=2)
+    assert history.history["divergence_recoveries"] == [0, 1]
+    assert all(np.isfinite(v).all() for v in values(model.weights))
+    # A GradientGuard's `grad_norm` is NaN after a skipped step, by design: not a divergence.
+    guard = DivergenceGuard()
+    model = tiny_model(GradientGuard(keras.optimizers.SGD(0.05)))
+    guard.set_model(model)
+    guard.on_train_begin()
+    guard.on_epoch_begin(0)
+    model.optimizer.grad_norm.assign(float("nan"))
+    guard.on_epoch_end(0, {"loss": 1.0})
+    assert guard.recoveries == [] and guard.best == 1.0
+
+
+def test_resuming_from_a_backup_written_after_a_divergence_raises(tmp_path):
+    """[BackupAndRestore, DivergenceGuard]: the backup of a diverged epoch is saved before the
+    guard rolls back. Resuming from it, the guard has no finite state and says so."""
+    backup = str(tmp_path / "backup")
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit(keras.optimizers.SGD(0.05),
+             [_PoisonAtEnd(1), keras.callbacks.BackupAndRestore(backup), DivergenceGuard(),
+              Interrupt()])
+    with pytest.raises(RuntimeError, match="put DivergenceGuard before those callbacks"):
+        _fit(keras.optimizers.SGD(0.05),
+             [keras.callbacks.BackupAndRestore(backup), DivergenceGuard()])
+
+
+def test_restores_batch_norm_statistics_after_a_nan_batch_that_gradient_guard_skipped():
+    """GradientGuard skips the step, but BatchNormalization updated its moving statistics in
+    the forward pass, before the optimizer ran: they are NaN. DivergenceGuard snapshots
+    `model.weights` and puts them back."""
+    x, y = regression_data()
+    x[40, 0] = np.nan  # in the third batch of 16
+
+    def fit(callbacks):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8),
+                                  keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+        model.compile(optimizer=GradientGuard(keras.optimizers.Adam(1e-2)), loss="mse")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+                  callbacks=callbacks)
+        return model
+
+    alone = fit([])
+    assert int(alone.optimizer.skipped_steps) == 1
+    assert np.isnan(keras.ops.convert_to_numpy(alone.layers[1].moving_mean)).all()
+    guard = DivergenceGuard()
+    guarded = fit([guard])
+    assert len(guard.recoveries) == 1
+    assert all(np.isfinite(v).all() for v in values(guarded.weights))
 
 
 @pytest.mark.parametrize(

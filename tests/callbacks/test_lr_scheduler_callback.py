@@ -98,3 +98,11 @@ def test_refuses_an_optimizer_that_holds_a_schedule_and_bad_arguments():
         LRScheduler(_step_decay, unit="batch")
     with pytest.raises(TypeError, match="schedule"):
         LRScheduler(0.1)
+
+
+def test_optimizer_argument_is_checked_at_construction():
+    with pytest.raises(TypeError, match=r"Argument `optimizer` must be a `keras.optimizers."
+                                        r"Optimizer` or None. Received: optimizer='adam'"):
+        LRScheduler(_step_decay, optimizer="adam")
+    opt = keras.optimizers.SGD(1.0)
+    assert LRScheduler(_step_decay, optimizer=opt).optimizer is opt

@@ -39,6 +39,17 @@ def test_abs_mode_matches_keras(case):
     assert min(ours) < 0.1  # the case does reduce
 
 
+def test_a_nan_epoch_is_a_bad_epoch_never_the_best():
+    """A NaN first value used to become `best` (Keras 3.15's own callback does that too), and
+    nothing improves on NaN, so every later epoch counted as bad. PyTorch starts `best` at
+    inf, where NaN is simply not an improvement: wait counts 1 at epoch 0, 0.9 at epoch 3
+    improves, so the reductions come at epochs 5 and 8."""
+    metric = [float("nan"), 1.0, 1.0, 0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5]
+    case = dict(factor=0.5, patience=2, min_delta=1e-4, cooldown=0, min_lr=0.0)
+    ours = _drive(ReduceLROnPlateau(**case), metric, keras.optimizers.SGD(0.1))
+    np.testing.assert_allclose(ours, [0.1] * 5 + [0.05] * 3 + [0.025] * 2, rtol=1e-6)
+
+
 TORCH_CASES = [
     dict(factor=0.5, patience=1, min_delta=1e-2, min_lr=0.0),
     dict(factor=0.5, patience=2, min_delta=1e-4, min_lr=0.02),
@@ -91,6 +102,55 @@ def test_cosine_schedule_is_scaled_and_monitored():
     expected = [s * cosine(0.1, 40, 4 * (e + 1)) for e, s in enumerate(scales)]
     np.testing.assert_allclose([e["learning_rate"] for e in spy.epochs], expected, rtol=1e-6)
     assert float(opt.lr_scale) == 0.25
+
+
+def _states(callback, optimizer):
+    """Drive a flat `loss` for 8 epochs; return (wait, cooldown) after each and the rates."""
+    model = tiny_model(optimizer)
+    callback.set_model(model)
+    callback.on_train_begin()
+    states = []
+    for epoch in range(8):
+        callback.on_epoch_end(epoch, {"loss": 1.0})
+        states.append((callback.wait, callback.cooldown_counter))
+    return states
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: keras.optimizers.SGD(0.4),
+        lambda: LRWrapper(keras.optimizers.SGD(0.4)),
+        lambda: LRWrapper(keras.optimizers.SGD(
+            keras.optimizers.schedules.ExponentialDecay(0.4, 1000, 0.9))),
+    ],
+    ids=["float", "scale", "schedule"],
+)
+def test_a_rate_at_min_lr_is_not_reduced_again(make, capsys):
+    """float32(0.1) > 0.1: a rate read back at `min_lr` is at the floor (Keras compares in
+    float32), so no second message and no cooldown restart once it is there."""
+    case = dict(monitor="loss", factor=0.5, patience=1, min_lr=0.1, cooldown=2, mode="min")
+    ours = ReduceLROnPlateau(verbose=1, **case)
+    states = _states(ours, make())
+    messages = capsys.readouterr().out.count("reducing learning rate")
+    theirs = _states(keras.callbacks.ReduceLROnPlateau(**case), keras.optimizers.SGD(0.4))
+    assert states == theirs
+    assert messages == 2  # 0.4 -> 0.2 after epoch 2, 0.2 -> 0.1 after epoch 4, then nothing
+    rate = float(ours.model.optimizer.learning_rate)
+    scale = float(getattr(ours.model.optimizer, "lr_scale", 1.0))
+    assert rate * scale == pytest.approx(0.1)
+
+
+def test_changes_below_eps_are_no_reduction():
+    """A factor so close to 1 that the change is below PyTorch's eps does nothing."""
+    opt = LRWrapper(keras.optimizers.SGD(0.1))
+    plateau = ReduceLROnPlateau(monitor="loss", factor=1 - 1e-9, patience=1, cooldown=3)
+    plateau.set_model(tiny_model(opt))
+    plateau.on_train_begin()
+    for epoch in range(3):
+        plateau.on_epoch_end(epoch, {"loss": 1.0})
+    assert float(opt.lr_scale) == 1.0
+    assert plateau.cooldown_counter == 0 and plateau.wait == 2
 
 
 def test_plain_optimizer_with_schedule_raises_type_error():

@@ -139,9 +139,8 @@ def available() -> tuple[str, ...]:
 
 
 def _resolve_view(name: str, view: str) -> str:
-    if view in FAMILY_VIEWS:
-        view = FAMILY_VIEWS[view]
     check_choice("view", view, ("auto",) + VIEWS + tuple(FAMILY_VIEWS))
+    view = FAMILY_VIEWS.get(view, view)
     if view == "auto":
         return _SPECS[name].natural_view
     if name == "adding" and view == "image":

@@ -150,14 +150,24 @@ def _claim(cid, subject, effects, tau, direction, unit, detail=""):
             "verdict": result, "detail": detail}
 
 
+def _grid_step(rates) -> float:
+    """The grid's spacing in decades (median; 1 decade when there are fewer than 2 rates)."""
+    logs = np.log10(sorted(rates))
+    return float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
+
+
 def _width_effects(base_runs, variant_runs, ref_best):
+    """Per-seed width(variant) - width(base) in decades. A seed with no usable rate counts as
+    one grid step narrower than a single usable rate (width ``-step``), so that "none ->
+    one rate" is a widening and "none -> none" no change."""
     rates = _common_rates(base_runs, variant_runs)
     a = seed_ranges(base_runs, ref_best, rates)
     b = seed_ranges(variant_runs, ref_best, rates)
+    empty = -_grid_step(rates)
     effects = []
     for seed in sorted(set(a) & set(b)):
-        wa = metrics.width(a[seed]) if a[seed] else 0.0
-        wb = metrics.width(b[seed]) if b[seed] else 0.0
+        wa = metrics.width(a[seed]) if a[seed] else empty
+        wb = metrics.width(b[seed]) if b[seed] else empty
         effects.append(wb - wa)
     detail = "; ".join(f"seed {s}: {_fmt_range(a[s])} -> {_fmt_range(b[s])}"
                        for s in sorted(set(a) & set(b)))

@@ -20,7 +20,10 @@ import numpy as np
 
 from keras_lr.study import claims, metrics
 
-__all__ = ["FIGURES", "accuracy_vs_lr", "range_tests", "schedule_curves", "stable_ranges"]
+__all__ = [
+    "FIGURES", "accuracy_vs_lr", "primary_data", "range_tests", "schedule_curves",
+    "stable_ranges",
+]
 
 _DPI = 80
 
@@ -37,6 +40,16 @@ def _save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
     return str(path)
+
+
+def primary_data(records) -> str:
+    """The data set the figures show: digits when the records hold it (the default plan),
+    else the first other image/vector data set, else "adding"."""
+    found = {r.get("data") for r in records if r.get("kind") in ("run", "range_test")}
+    if "digits" in found or not found:
+        return "digits"
+    others = sorted(found - {"adding", None})
+    return others[0] if others else "adding"
 
 
 def _families(records, **fields):
@@ -93,7 +106,9 @@ def stable_range_rows(records):
         ("agc", {"clip": "agc"}), ("conv x10", {"multipliers": "conv_x10"}),
         ("dense x10", {"multipliers": "dense_x10"}), ("gates x4", {"multipliers": "gates_x4"}),
     ]
-    for data in ("digits", "adding"):
+    primary = primary_data(records)
+    found = sorted({r["data"] for r in records if r.get("kind") == "run"} - {primary, "adding"})
+    for data in (primary, *found, "adding"):
         for family in _families(records, data=data) + [
                 f for f in ("cnn", "lstm") if f not in _families(records, data=data)]:
             for optimizer in ("adam", "sgd"):
@@ -107,8 +122,9 @@ def stable_range_rows(records):
     return rows
 
 
-def stable_ranges(records, path):
-    """Horizontal bars: the stable range of each family and variant (all seeds usable)."""
+def stable_ranges(records, path, data=None):
+    """Horizontal bars: the stable range of each family and variant (all seeds usable), for
+    every data set in the records (`data` is not used: the signature of `FIGURES`)."""
     rows = stable_range_rows(records)
     if not rows:
         return None
@@ -221,4 +237,5 @@ FIGURES = {
     "study_schedules.png": schedule_curves,
     "study_range_test.png": range_tests,
 }
-"""File name -> function ``(records, path) -> path or None``."""
+"""File name -> function ``(records, path, data) -> path or None``; `data` is the data set
+shown (`primary_data`)."""

@@ -232,9 +232,13 @@ def parse_rates(text: str) -> tuple[float, ...]:
             raise ValueError(f"N must be an integer in LOW:HIGH:N, got {parts[2]!r}") from None
         if n < 1:
             raise ValueError(f"N must be >= 1 in LOW:HIGH:N, got {n}")
-        if n > 1 and not high > low:
+        if not (high > low or (n == 1 and high == low)):
             raise ValueError(f"HIGH must be > LOW in LOW:HIGH:N, got {text!r}")
-        return rate_grid(low, high, n)
+        rates = tuple(sorted(set(rate_grid(low, high, n))))
+        if len(rates) < n:
+            raise ValueError(f"LOW:HIGH:N {text!r} gives only {len(rates)} distinct rates at "
+                             "6 significant digits: widen the range or lower N")
+        return rates
     rates = {_fmt_rate(_positive(part)) for part in text.split(",") if part.strip()}
     if not rates:
         raise ValueError(f"empty learning-rate list: {text!r}")
@@ -277,10 +281,12 @@ def _best_rates(records, family, data, optimizer, common, rates, count):
     grid rates: where a decaying schedule's peak rate is expected to be."""
     from keras_lr.study.metrics import best_rate
 
+    # only this plan's own grid: a run at another rate stored in the same directory (another
+    # plan's) must not move where this plan's schedule stage looks
     chosen = [r for r in records if r.get("kind") == "run" and r["family"] == family
               and r["data"] == data and r["optimizer"] == optimizer
               and r["schedule"] == "constant" and r["clip"] == "none"
-              and r["multipliers"] == "none"
+              and r["multipliers"] == "none" and r["lr"] in rates
               and all(r[k] == v for k, v in common.items())]
     best = best_rate(chosen)
     if best is None:

@@ -68,10 +68,12 @@ HEADLINE_HEADER = ["model/data", "optimizer", "best lr", "final score (mean ± s
 
 def schedule_rows(records):
     rows = []
-    for family in ("mlp", "cnn", "lstm", "gru"):
-        for schedule, (rate, runs) in sorted(figures.best_per_schedule(records, family).items()):
+    data = figures.primary_data(records)
+    for family in ("mlp", "cnn", "lstm", "gru", "simple_rnn"):
+        for schedule, (rate, runs) in sorted(
+                figures.best_per_schedule(records, family, data).items()):
             scores = [r["final_score"] for r in runs]
-            rows.append([family, schedule, f"{rate:.3g}", _f(float(np.mean(scores))),
+            rows.append([f"{family}/{data}", schedule, f"{rate:.3g}", _f(float(np.mean(scores))),
                          _f(float(np.mean([r["final_loss"] for r in runs])), ".3f"),
                          str(len(runs))])
     return rows
@@ -122,7 +124,7 @@ def build_blocks(records, claim_rows, settings, status, figure_paths) -> list[tu
     rows = schedule_rows(records)
     if rows:
         blocks += [("h", 2, "Schedules (adam, best peak rate per schedule)"),
-                   ("table", ["model", "schedule", "best lr", "final score", "final loss",
+                   ("table", ["model/data", "schedule", "best lr", "final score", "final loss",
                               "seeds"], rows)]
     rows = range_test_rows(records)
     if rows:
@@ -213,8 +215,9 @@ def write_report(directory, records, claim_rows, settings, status) -> dict:
     """Draw the figures and write ``report.md`` and ``report.html``; return the paths."""
     directory = Path(directory)
     paths = []
+    data = figures.primary_data(records)
     for name, draw in figures.FIGURES.items():
-        path = draw(records, directory / name)
+        path = draw(records, directory / name, data=data)
         if path is not None:
             paths.append(path)
     blocks = build_blocks(records, claim_rows, settings, status, paths)

@@ -372,7 +372,9 @@ def make_record(data: _Data, config: RunConfig, initial_loss, train_losses, val_
     best_score = max(finite) if finite else base
     if diverged:
         best_score = max([base] + [s for s in finite[:diverged_at]])
-    finite_losses = [v for v in val_losses if math.isfinite(v)]
+    # a diverged run's best loss comes from the epochs before the divergence, as its best score
+    kept = val_losses[:diverged_at] if diverged else val_losses
+    finite_losses = [v for v in kept if math.isfinite(v)]
     half = max(1, math.ceil(config.epochs / 2))
     tail = np.concatenate(step_losses[-half:]) if step_losses else np.zeros(0)
     return {

@@ -2,9 +2,12 @@
 
 ``DIR/runs.jsonl`` is the study's memory: every record carries its config hash (``key``), a
 rerun with the same ``DIR`` skips the keys already there (resume), and an interrupted run leaves
-at most one incomplete last line, which `Store.load` ignores. ``results.csv`` (one row per run,
-scalar fields) and ``results.json`` (runs, per-rate aggregates, range tests, claims) are
-rewritten from the store whenever the report is written.
+at most one incomplete last line, which `Store.load` ignores (the next record starts a new
+line). Its lines are Python's JSON: a diverged run's non-finite numbers are written as ``NaN``
+(which `json`, pandas and most JSON Lines readers accept, strict parsers such as ``jq`` do
+not). ``results.csv`` (one row per run, scalar fields; empty cells for NaN) and
+``results.json`` (runs, per-rate aggregates, range tests, claims; strict JSON, ``null`` for
+NaN) are rewritten from the store whenever the report is written.
 """
 
 from __future__ import annotations
@@ -54,12 +57,26 @@ class Store:
         return list(records.values())
 
     def append(self, record: dict) -> None:
-        """Write one record as a line and flush it to disk."""
+        """Write one record as a line and flush it to disk.
+
+        A line cut by an interrupted write is ended first, so that the new record starts a
+        line of its own (`load` skips the cut one).
+        """
         line = json.dumps(record, sort_keys=True)
+        if self._ends_mid_line():
+            line = "\n" + line
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+    def _ends_mid_line(self) -> bool:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return False
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
 
 
 def sanitize(value):

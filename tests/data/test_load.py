@@ -146,6 +146,7 @@ def test_available_lists_bundled_data():
     [
         ({"name": "imagenet"}, ValueError, "Argument `name` must be one of"),
         ({"view": "volume"}, ValueError, "Argument `view` must be one of"),
+        ({"view": ["flat"]}, ValueError, "Argument `view` must be one of"),  # was: unhashable
         ({"validation_split": 1.0}, ValueError, "Argument `validation_split` must be < 1"),
         ({"validation_split": -0.1}, ValueError, "must be >= 0"),
         ({"validation_split": 0.999, "limit": 10}, ValueError, "at least one training sample"),

@@ -86,6 +86,18 @@ def test_no_widening_is_not_supported():
     assert _claim(claims.evaluate_claims(records), "warmup_cnn")["verdict"] == "not supported"
 
 
+def test_no_usable_rate_is_narrower_than_one():
+    """'none -> one usable rate' is a widening (one grid step), not a tie at width 0."""
+    records = (_curve("cnn", "adam", [0.1, 0.1, 0.1, 0.1]) +
+               _curve("cnn", "adam", [0.9, 0.1, 0.1, 0.1], schedule="warmup"))
+    row = _claim(claims.evaluate_claims(records), "warmup_cnn")
+    assert row["effect"] == pytest.approx(1.0) and row["verdict"] == "supported"
+    records = (_curve("cnn", "adam", [0.1, 0.1, 0.1, 0.1]) +
+               _curve("cnn", "adam", [0.1, 0.1, 0.1, 0.1], schedule="warmup"))
+    row = _claim(claims.evaluate_claims(records), "warmup_cnn")
+    assert row["effect"] == 0.0 and row["verdict"] == "not supported"
+
+
 def test_conv_vs_dense_compares_the_tops_of_the_stable_ranges():
     records = (_curve("cnn", "adam", [0.8, 0.9, 0.9, 0.1], multipliers="conv_x10") +
                _curve("cnn", "adam", [0.9, 0.1, 0.1, 0.1], multipliers="dense_x10"))

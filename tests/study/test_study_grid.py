@@ -16,7 +16,9 @@ def test_parse_rates_comma_list_sorted_unique():
 
 
 @pytest.mark.parametrize("text", ["", "1e-3:1", "1:1e-3:3", "a:1:3", "1e-3:1:x", "1e-3:1:0",
-                                  "0,0.1", "-1", "nan", "inf,0.1", "1e-3:1:2:4"])
+                                  "0,0.1", "-1", "nan", "inf,0.1", "1e-3:1:2:4",
+                                  "1:1e-4:1",  # HIGH < LOW with N=1 was accepted
+                                  "1:1.000001:5"])  # collapses to one rate at 6 digits
 def test_parse_rates_rejects_malformed(text):
     with pytest.raises(ValueError):
         grid.parse_rates(text)
@@ -72,3 +74,24 @@ def test_schedule_stage_samples_around_the_constant_optimum():
     configs = stage.expand(records)
     assert configs and {c.lr for c in configs} == {0.1}
     assert {c.schedule for c in configs} == {"cosine", "warmup_cosine"}
+
+
+def test_schedule_stage_looks_only_at_the_plans_own_rates():
+    """A run at another rate stored in the same directory (another plan's) scoring best must
+    not move the default plan's schedule stage."""
+    plan = grid.default_plan(quick=True)
+    stage = next(s for s in plan.stages if s.name == "schedules")
+    common = {k: plan.settings[k] for k in ("epochs", "batch_size", "size", "limit")}
+    rates = plan.settings["rates"]
+
+    def run(lr, score, seed=0):
+        return {"kind": "run", "family": "mlp", "data": "digits", "optimizer": "adam",
+                "schedule": "constant", "clip": "none", "multipliers": "none", "lr": lr,
+                "seed": seed, "final_score": score, **common}
+
+    records = [run(lr, 0.9 if lr == rates[1] else 0.5) for lr in rates]
+    before = {c.lr for c in stage.expand(records) if c.family == "mlp"}
+    foreign = run(5e-4, 0.99)
+    assert foreign["lr"] not in rates
+    after = {c.lr for c in stage.expand(records + [foreign]) if c.family == "mlp"}
+    assert before == after and rates[1] in before

@@ -13,13 +13,34 @@ and reports it as a **completed, worst-scored** trial (not a failed one), becaus
   trial, and the Bayesian oracle maps infinities to 0, which would read as a perfect loss.
 
 The pruned epoch's logs are rewritten in place before KerasTuner's callbacks and `History` see
-them, so every metric of that epoch reads as a finite penalty:
+them, so every metric of that epoch reads as a finite penalty, **the worst value in the
+direction the tuner optimizes it**. That direction comes, in this order, from
 
-* a metric KerasTuner maximizes (accuracy, AUC, ...): ``min(0, worst value it logged in the
-  trial's earlier epochs)``, i.e. 0 for accuracies;
-* any other metric (losses, errors): ``spike_factor * max(first batch loss, worst value it
-  logged in the trial's earlier epochs)`` (for a 10-class classifier pruned in its first
-  epoch: ``10 * ln(10) = 23``).
+1. the objective of the KerasTuner tuner running the trial (``tuner.oracle.objective``: a
+   ``keras_tuner.Objective``, or each of a list of them), which the callback finds on the call
+   stack when its ``on_train_begin`` runs inside a tuner's trial;
+2. the callback's `objective` argument (for a plain ``model.fit``, or a tuner it cannot find);
+3. KerasTuner's guess from the name (``accuracy``, ``auc``, ... "max"; losses and errors
+   "min"); a name it cannot guess (a custom metric) counts as "min".
+
+A direction given for ``val_x`` also holds for ``x`` and the other way round. With ``first``
+the metric's value at the trial's first checked batch (for a validation metric, the value of
+its training counterpart; for a "min" metric without one, the first batch loss) and ``worst``
+its worst value in the trial's earlier epochs, the penalty is
+
+* for a metric to maximize: ``spike_factor * min(0, first, worst)``, i.e. 0 for accuracies
+  and other scores >= 0, and ``spike_factor`` times as far below 0 for a score that starts
+  negative (an R2 of -1.2 gives -12);
+* for a metric to minimize: ``base + (spike_factor - 1) * abs(base)`` with
+  ``base = max(first, worst)``, i.e. ``spike_factor * base`` for a positive loss (for a
+  10-class classifier pruned in its first epoch: ``10 * ln(10) = 23``) and above 0 for a
+  negative one (a cosine-similarity loss starting at -0.5 gives 4).
+
+The values logged by the diverged epoch itself never set the penalty (they may be NaN or
+astronomically large; a score such as 1e30 would swamp the Bayesian oracle's normalized model
+of the scores). The penalty is thus ``spike_factor`` times (at least) as bad as the untrained
+model's value; a real trial worse still would rank below the pruned one. A metric to maximize
+with no reference (a trial whose very first batch is NaN) gets 0.
 
 KerasTuner scores a trial by its best epoch. A trial pruned in its first epoch therefore gets
 the penalty score (the worst of the search); one that trained well for some epochs and then
@@ -33,6 +54,7 @@ Reference:
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -41,30 +63,126 @@ import keras
 from keras_lr._validation import check_float, check_int, fail
 from keras_lr.callbacks._lr import FreshCopy
 
-__all__ = ["DivergencePruning", "penalty"]
+__all__ = ["DivergencePruning", "objective_directions", "penalty"]
 
 
-def penalty(name: str, worst: float | None, first_loss: float, spike_factor: float) -> float:
+def penalty(name: str, worst: float | None, first: float | None, spike_factor: float,
+            direction: str | None = None) -> float:
     """The finite value a pruned epoch logs for metric `name` (see the module docstring).
+
+    The result is worse than `first` and `worst` in `direction`, by a margin that grows
+    with their magnitude, whatever their sign.
 
     Args:
         name: the logs key, e.g. ``"val_accuracy"``.
         worst: the metric's worst value in the trial's earlier epochs (None if none).
-        first_loss: the loss of the trial's first training batch.
+        first: the metric's value at the trial's first checked batch (for a "min" metric
+            without one, the first batch loss; None if unknown).
         spike_factor: the pruning factor.
+        direction: ``"min"`` or ``"max"``, the direction the tuner optimizes the metric in;
+            None guesses it from `name` as KerasTuner does ("min" when it cannot).
 
     Example:
         >>> penalty("val_loss", None, 2.3, 10.0)
         23.0
-        >>> penalty("val_accuracy", 0.4, 2.3, 10.0)
+        >>> penalty("val_accuracy", 0.4, 0.1, 10.0)
         0.0
+        >>> penalty("val_loss", None, -0.5, 10.0)  # a negative loss: cosine similarity
+        4.0
+        >>> penalty("val_r2", None, -1.2, 10.0, direction="max")
+        -12.0
+    """
+    if direction is None:
+        direction = _guess_direction(name)
+    if direction not in ("min", "max"):
+        fail("direction", "must be one of 'min', 'max', None", direction)
+    known = [value for value in (first, worst) if value is not None]
+    if direction == "max":  # base <= 0: base - (spike_factor - 1) * abs(base)
+        return spike_factor * min([0.0, *known])
+    base = max(known) if known else 1.0  # base + (spike_factor - 1) * abs(base):
+    return spike_factor * base if base >= 0 else (2.0 - spike_factor) * base
+
+
+def _guess_direction(name: str) -> str:
+    """KerasTuner's direction for metric `name`; "min" when it cannot tell."""
+    from keras_tuner.engine.metrics_tracking import infer_metric_direction
+
+    return "max" if infer_metric_direction(name) == "max" else "min"
+
+
+def _counterpart(name: str) -> str:
+    """``val_x`` for ``x`` and ``x`` for ``val_x``."""
+    return name[len("val_"):] if name.startswith("val_") else "val_" + name
+
+
+def objective_directions(objective, name: str = "objective") -> dict[str, str]:
+    """``{metric name: "min" | "max"}`` for a KerasTuner objective.
+
+    Args:
+        objective: what KerasTuner's tuners accept as `objective`: a metric name whose
+            direction KerasTuner can guess (``"val_accuracy"``), a ``keras_tuner.Objective``,
+            a list of these, or a multi-objective (anything with ``objectives``); None gives
+            ``{}``.
+        name: the argument's name, for the error messages.
+
+    Raises:
+        TypeError: `objective` is none of these.
+        ValueError: a name whose direction cannot be guessed, or a direction other than
+            "min" and "max".
+
+    Example:
+        >>> import keras_tuner as kt
+        >>> objective_directions([kt.Objective("val_my_score", "max"), "val_loss"])
+        {'val_my_score': 'max', 'val_loss': 'min'}
     """
     from keras_tuner.engine.metrics_tracking import infer_metric_direction
 
-    if infer_metric_direction(name) == "max":
-        return min(0.0, worst) if worst is not None else 0.0
-    reference = first_loss if worst is None else max(first_loss, worst)
-    return spike_factor * reference
+    if objective is None:
+        return {}
+    if isinstance(objective, str):
+        direction = infer_metric_direction(objective)
+        if direction is None:
+            fail(name, "must give the direction of a custom metric, e.g. "
+                 f"keras_tuner.Objective({objective!r}, direction='max')", objective)
+        return {objective: direction}
+    objectives = getattr(objective, "objectives", None)
+    if objectives is None and isinstance(objective, (list, tuple)):
+        objectives = objective
+    if objectives is not None:
+        directions = {}
+        for item in objectives:
+            directions.update(objective_directions(item, name))
+        return directions
+    metric, direction = getattr(objective, "name", None), getattr(objective, "direction", None)
+    if not isinstance(metric, str):
+        fail(name, "must be a metric name, a keras_tuner.Objective or a list of them",
+             objective, TypeError)
+    if direction not in ("min", "max"):
+        fail(name, "must have direction 'min' or 'max'", objective)
+    return {metric: direction}
+
+
+def running_tuner_objective():
+    """The objective of the KerasTuner tuner whose trial calls this, or None.
+
+    KerasTuner gives callbacks no handle on the tuner: this looks for one as ``self`` of a
+    calling frame (``Tuner.run_trial`` and ``_build_and_fit_model`` are methods of it; with
+    distributed tuning the worker's oracle client forwards ``objective``).
+    """
+    try:
+        from keras_tuner.engine.base_tuner import BaseTuner
+    except ImportError:  # pragma: no cover - KerasTuner is optional
+        return None
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, BaseTuner):
+                return getattr(getattr(owner, "oracle", None), "objective", None)
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
 
 
 class DivergencePruning(FreshCopy, keras.callbacks.Callback):
@@ -85,8 +203,10 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
 
     At the end of every epoch a non-finite value anywhere in the logs (e.g. ``val_loss``)
     prunes the trial too. The pruned epoch's logs then carry the penalty values described in
-    `keras_lr.tuner.pruning` (a finite, worst score; the trial ends as COMPLETED and never
-    counts towards ``max_consecutive_failed_trials``). `LRHyperModel` adds one to every
+    `keras_lr.tuner.pruning`: finite, and the worst values in the direction the tuner
+    optimizes each metric in (taken from the running tuner's objective, else from
+    `objective`, else guessed from the name), so the trial ends as COMPLETED with the worst
+    score and never counts towards ``max_consecutive_failed_trials``. `LRHyperModel` adds one to every
     trial; with your own hypermodel pass one to ``tuner.search(callbacks=[...])`` (KerasTuner
     deep-copies it per trial; a copy starts fresh).
 
@@ -95,6 +215,12 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         spike_factor: float > 1, how far above its best the smoothed loss may go.
         smoothing: float in [0, 1), the smoothing coefficient (0: raw batch means).
         verbose: 1 prints one line when a trial is pruned, 0 is silent.
+        objective: the objective the penalties must be worst for, as KerasTuner's tuners take
+            it: a metric name, a ``keras_tuner.Objective`` such as
+            ``Objective("val_my_score", "max")``, or a list of them. Only needed where the
+            callback cannot find the tuner (a plain ``model.fit``): inside a tuner's trial
+            the tuner's own objective is used (and wins over this one). None (default):
+            directions are guessed from the metric names, a custom name counting as "min".
 
     Attributes:
         pruned: True once the trial was pruned.
@@ -102,6 +228,8 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         reason: why, e.g. ``"loss is nan"``.
         epochs_run: epochs that ran (the pruned one included).
         raw_logs: the pruned epoch's logs before they were replaced by penalties.
+        directions: ``{metric name: "min" | "max"}`` from the tuner's objective and
+            `objective` (set when training begins).
 
     Example:
 
@@ -112,7 +240,8 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, patience=1, spike_factor=10.0, smoothing=0.98, verbose=1):
+    def __init__(self, patience=1, spike_factor=10.0, smoothing=0.98, verbose=1,
+                 objective=None):
         super().__init__()
         self.patience = check_int("patience", patience, minimum=1)
         self.spike_factor = check_float("spike_factor", spike_factor, minimum=1.0, strict=True)
@@ -120,8 +249,10 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         if not self.smoothing < 1.0:
             fail("smoothing", "must be < 1", smoothing)
         self.verbose = check_int("verbose", verbose, minimum=0)
+        self.objective = objective
+        self._given = objective_directions(objective)
         self._remember(patience=patience, spike_factor=spike_factor, smoothing=smoothing,
-                       verbose=verbose)
+                       verbose=verbose, objective=objective)
         self._reset()
 
     def _reset(self):
@@ -133,7 +264,9 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         self.best = None
         self._warned = False
         self._first_loss = None
+        self._first = {}
         self._worst = {}
+        self.directions = dict(self._given)
         self._avg = 0.0
         self._count = 0
         self._bad = 0
@@ -147,6 +280,7 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
     # ------------------------------------------------------------------ training hooks
     def on_train_begin(self, logs=None):
         self._reset()
+        self.directions.update(objective_directions(running_tuner_objective(), "objective"))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -174,6 +308,9 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
             return
         if self._first_loss is None:
             self._first_loss = loss
+            self._first = {k: float(v) for k, v in logs.items()
+                           if _is_number(v) and math.isfinite(float(v))}
+            self._first["loss"] = loss
         decay = self.smoothing ** steps
         self._avg = decay * self._avg + (1.0 - decay) * loss
         self._count += steps
@@ -199,21 +336,28 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         pruned_now = self.pruned and self.pruned_at[0] == epoch
         if pruned_now:
             self.raw_logs = dict(logs)
-            first = self._first_loss if self._first_loss is not None else 1.0
             for key in numbers:  # the diverged values themselves never set the penalty
-                logs[key] = penalty(key, self._worst.get(key), first, self.spike_factor)
+                direction = self._direction(key)
+                first = self._first.get(key, self._first.get(_counterpart(key)))
+                if first is None and direction == "min":
+                    first = self._first_loss if self._first_loss is not None else 1.0
+                logs[key] = penalty(key, self._worst.get(key), first, self.spike_factor,
+                                    direction)
         else:
             for key, value in numbers.items():
                 self._note(key, value)
         logs["pruned"] = 1.0 if pruned_now else 0.0
 
     # ------------------------------------------------------------------ helpers
-    def _note(self, key, value):
-        """Remember the worst finite value of each metric (in KerasTuner's direction)."""
-        from keras_tuner.engine.metrics_tracking import infer_metric_direction
+    def _direction(self, key):
+        """"min" or "max": the tuner's direction for metric `key` (see the module docstring)."""
+        direction = self.directions.get(key, self.directions.get(_counterpart(key)))
+        return direction if direction is not None else _guess_direction(key)
 
+    def _note(self, key, value):
+        """Remember the worst finite value of each metric (in the tuner's direction)."""
         worst = self._worst.get(key)
-        if infer_metric_direction(key) == "max":
+        if self._direction(key) == "max":
             self._worst[key] = value if worst is None else min(worst, value)
         else:
             self._worst[key] = value if worst is None else max(worst, value)

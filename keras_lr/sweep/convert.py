@@ -9,9 +9,11 @@ Supported layers: `Dense` (2-D inputs), `Conv2D` (``channels_last``, ``groups=1`
 `LSTM`, `GRU` (``reset_after=True``), `SimpleRNN` (no dropout, not stateful, forward only),
 `Flatten`, `MaxPooling2D`, `AveragePooling2D`, `GlobalAveragePooling2D`,
 `GlobalMaxPooling2D`, `Dropout` (after the first layer with weights, ``noise_shape=None``; each
-replica draws its original layer's masks), `Activation`, and any deterministic layer without
-weights placed before the first replicated layer (it runs once, shared by all replicas).
-Anything else, other random layers included, raises a `ValueError` naming the layer.
+replica draws its original layer's masks), `Activation` (per replica, after convolutions too),
+and any deterministic layer without weights placed before the first replicated layer (it runs
+once, shared by all replicas). Anything else raises a `ValueError` naming the layer: other
+random layers (noise, random augmentation), regularizers and constraints, `Masking`, and
+inputs with an unknown dimension besides the batch.
 """
 
 from __future__ import annotations
@@ -75,17 +77,63 @@ def _rnn_weights(layer):
     return [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.use_bias else [])
 
 
+_PENALTIES = ("kernel", "bias", "recurrent", "activity", "depthwise", "pointwise", "beta",
+              "gamma", "embeddings")
+
+
+def _penalties(layer) -> list[str]:
+    """Names of the regularizers and constraints set on `layer` (or its cell, its weights)."""
+    found = []
+    for owner in (layer, getattr(layer, "cell", None)):
+        if owner is None:
+            continue
+        for prefix in _PENALTIES:
+            for suffix in ("regularizer", "constraint"):
+                name = f"{prefix}_{suffix}"
+                if getattr(owner, name, None) is not None and name not in found:
+                    found.append(name)
+    if not found and any(getattr(w, "constraint", None) is not None for w in layer.weights):
+        found.append("a weight constraint")
+    return found
+
+
+def _holds_rng(layer) -> bool:
+    """Whether `layer` or a layer inside it holds a `keras.random.SeedGenerator` (tracked by
+    Keras, or in any attribute: `RandomFlip` keeps its own in ``generator``)."""
+    for sub in layer._flatten_layers(include_self=True):
+        if getattr(sub, "_seed_generators", None):
+            return True
+        for value in vars(sub).values():
+            values = value if isinstance(value, (list, tuple)) else (value,)
+            if any(isinstance(v, keras.random.SeedGenerator) for v in values):
+                return True
+    return False
+
+
 def _convert_layer(layer, layout: str, n: int):
     """Return ``(replicated_layer, new_layout, [(rep_var, weight_getter)])``."""
     kind = type(layer).__name__
+    if kind == "Masking" or isinstance(layer.input, (list, tuple)) or getattr(
+            layer, "mask_zero", False):
+        _unsupported(layer, layout, "masks (Masking, mask_zero=True) are not replicated; "
+                     "pad the sequences without a mask")
     shape = tuple(layer.input.shape[1:])
+    if None in shape:
+        _unsupported(layer, layout, f"its input shape {(None,) + shape} has an unknown "
+                     "dimension besides the batch; give keras.Input a fixed shape (pad "
+                     "variable-length sequences to one length)")
+    penalties = _penalties(layer)
+    if penalties:
+        _unsupported(layer, layout, f"regularizers and constraints ({', '.join(penalties)}) "
+                     "are not replicated and would be silently dropped; remove them")
     if kind == "Dropout":
         if layer.noise_shape is not None or layout == "shared":
             _unsupported(layer, layout, "dropout needs noise_shape=None and a layer with "
                          "weights before it (a shared input cannot take per-replica masks)")
         return ReplicatedDropout(n, layer.rate, layout=layout, name=layer.name), layout, []
-    if getattr(layer, "seed_generator", None) is not None:
-        _unsupported(layer, layout, "random layers other than Dropout would share their noise")
+    if kind not in _RNN_KINDS and _holds_rng(layer):  # RNN generators serve dropout only
+        _unsupported(layer, layout, "random layers other than Dropout (noise, random "
+                     "augmentation, ...) would share their noise")
     if layout == "shared" and not layer.weights:
         return _clone(layer), "shared", []
     if kind == "Dense":
@@ -140,6 +188,13 @@ def _convert_layer(layer, layout: str, n: int):
                                 name=layer.name), "axis", []
     if kind == "Activation" and layout in ("axis", "time"):
         return _clone(layer), layout, []
+    if kind == "Activation" and layout == "channels":
+        # (B, H, W, N * C) -> (B, H, W, N, C): a softmax then stays within each replica.
+        height, width, channels = shape
+        return keras.Sequential([keras.layers.Reshape((height, width, n, channels)),
+                                 _clone(layer),
+                                 keras.layers.Reshape((height, width, n * channels))],
+                                name=layer.name), "channels", []
     _unsupported(layer, layout)
 
 

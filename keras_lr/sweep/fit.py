@@ -172,6 +172,8 @@ def parallel_fit(
         check_same_length("seeds", seeds, "learning_rates", rates)
         seeds = [check_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
     epochs = check_int("epochs", epochs, minimum=1)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
     if not (jit_compile is True or jit_compile is False or jit_compile == "auto"):
         fail("jit_compile", "must be True, False or 'auto'", jit_compile)
     if not callable(build_model):
@@ -184,13 +186,15 @@ def parallel_fit(
     n = len(rates)
     replica_model = replicate(models)
 
-    loss_fn, loss_name = resolve_loss(_default_loss(models[0]) if loss is None else loss)
-    output_dim = models[0].outputs[0].shape[-1]
+    loss_fn, _ = resolve_loss(_default_loss(models[0]) if loss is None else loss)
     if isinstance(metrics, str):
         metrics = (metrics,)
-    replica_metrics = [ReplicaMean(loss_fn, n, "loss")]
+    # Keras weighs the loss by `sample_weight` and divides by the number of samples; compiled
+    # `metrics` never see the weights (only `weighted_metrics` would).
+    loss_metric = ReplicaMean(loss_fn, n, "loss", count_weights=False)
+    replica_metrics = []
     for metric in metrics or ():
-        fn, kwargs, name = resolve_metric(metric, loss_name, output_dim)
+        fn, kwargs, name = resolve_metric(metric)
         replica_metrics.append(ReplicaMean(fn, n, name, kwargs))
 
     if schedule is not None and not isinstance(
@@ -203,6 +207,7 @@ def parallel_fit(
         optimizer=opt,
         loss=SummedReplicaLoss(loss_fn, n),
         metrics=replica_metrics,
+        weighted_metrics=[loss_metric],
         jit_compile=replica_model.configure(jit_compile, _train_steps(x, batch_size, epochs)),
     )
     fit_history = replica_model.fit(

@@ -20,9 +20,17 @@ from keras_lr._validation import fail
 __all__ = ["ReplicaMean", "SummedReplicaLoss", "resolve_loss", "resolve_metric"]
 
 
-def tile_targets(y_true, num_replicas: int):
-    """Repeat the targets for every replica: ``(B, ...)`` -> ``(B, N, ...)``."""
+def tile_targets(y_true, num_replicas: int, y_pred=None):
+    """Repeat the targets for every replica: ``(B, ...)`` -> ``(B, N, ...)``.
+
+    Targets ``(B,)`` for predictions ``(B, N, 1)`` (one-unit outputs) are first expanded to
+    ``(B, 1)``, as Keras matches ``(B,)`` targets to ``(B, 1)`` predictions; otherwise the
+    loss would squeeze the predictions and lose the replica axis.
+    """
     y_true = ops.convert_to_tensor(y_true)
+    if (y_pred is not None and len(y_true.shape) == len(y_pred.shape) - 2
+            and y_pred.shape[-1] == 1):
+        y_true = ops.expand_dims(y_true, -1)
     y = ops.expand_dims(y_true, 1)
     return ops.broadcast_to(y, (ops.shape(y_true)[0], num_replicas) + tuple(y_true.shape[1:]))
 
@@ -31,7 +39,14 @@ def resolve_loss(loss):
     """Return ``(fn, name)`` where ``fn(y_true, y_pred)`` gives per-sample losses.
 
     `loss` is a loss name (``"mse"``), a loss function, or a `keras.losses.Loss` instance
-    (its `call`, which returns unreduced values, is used).
+    (its `call`, which returns unreduced values, is used). A `Loss` must keep Keras's
+    default reduction, the batch mean (``"sum_over_batch_size"``): the sweep sums the
+    replicas' batch means, and other reductions (``"sum"``, ``"none"``,
+    ``"mean_with_sample_weight"``) are refused rather than silently replaced.
+
+    Raises:
+        ValueError: an unknown loss name, or a `Loss` with another reduction.
+        TypeError: `loss` is neither a name, a function nor a `Loss`.
     """
     if isinstance(loss, str):
         try:
@@ -40,28 +55,39 @@ def resolve_loss(loss):
             fail("loss", "must be the name of a Keras loss", loss)
         return resolve_loss(obj)
     if isinstance(loss, keras.losses.Loss):
+        if loss.reduction not in ("sum_over_batch_size", "mean"):
+            fail("loss", "must use the default reduction 'sum_over_batch_size' (the batch "
+                 f"mean) in a parallel sweep; this loss has reduction={loss.reduction!r}",
+                 loss)
         return loss.call, loss.name
     if callable(loss):
         return loss, getattr(loss, "__name__", "loss")
     fail("loss", "must be a Keras loss name, function or `keras.losses.Loss`", loss, TypeError)
 
 
-def resolve_metric(metric, loss_name: str, output_dim: int):
+def accuracy(y_true, y_pred):
+    """Keras's ``"accuracy"``: binary, sparse categorical or categorical accuracy, chosen
+    from the shapes of the targets and predictions as ``Model.compile`` chooses it
+    (``keras.src.trainers.compile_utils.is_binary_or_sparse_categorical``): binary for a
+    one-unit output, sparse when the targets have a lower rank than the predictions or one
+    last unit against several, categorical (one-hot targets) otherwise."""
+    t_rank, p_rank = len(y_true.shape), len(y_pred.shape)
+    if y_pred.shape[-1] == 1:
+        return keras.metrics.binary_accuracy(y_true, y_pred)
+    if t_rank < p_rank or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
+        return keras.metrics.sparse_categorical_accuracy(y_true, y_pred)
+    return keras.metrics.categorical_accuracy(y_true, y_pred)
+
+
+def resolve_metric(metric):
     """Return ``(fn, kwargs, name)`` for a mean-type metric (accuracy, MAE, ...).
 
-    ``"accuracy"``/``"acc"`` resolve the way Keras resolves them: binary accuracy for a
-    one-unit output, categorical accuracy with a categorical cross-entropy loss, sparse
-    categorical accuracy otherwise. Stateful metrics that are not means of per-sample values
-    (AUC, precision, ...) are refused.
+    ``"accuracy"``/``"acc"`` resolve the way Keras resolves them, from the shapes of the
+    targets and predictions (see `accuracy`), whatever the loss. Stateful metrics that are
+    not means of per-sample values (AUC, precision, ...) are refused.
     """
-    if metric in ("accuracy", "acc"):
-        if output_dim == 1:
-            fn = keras.metrics.binary_accuracy
-        elif "sparse" not in loss_name and "categorical" in loss_name:
-            fn = keras.metrics.categorical_accuracy
-        else:
-            fn = keras.metrics.sparse_categorical_accuracy
-        return fn, {}, metric
+    if isinstance(metric, str) and metric.lower() in ("accuracy", "acc"):
+        return accuracy, {}, metric
     obj = metric
     if isinstance(metric, str):
         try:
@@ -99,7 +125,7 @@ class SummedReplicaLoss(keras.losses.Loss):
         self.fn, self.num_replicas = fn, num_replicas
 
     def call(self, y_true, y_pred):
-        values = self.fn(tile_targets(y_true, self.num_replicas), y_pred)
+        values = self.fn(tile_targets(y_true, self.num_replicas, y_pred), y_pred)
         return ops.sum(values, axis=1)
 
     def get_config(self):
@@ -118,31 +144,41 @@ class SummedReplicaLoss(keras.losses.Loss):
 class ReplicaMean(keras.metrics.Metric):
     """The mean over samples of ``fn(y_true, y_pred[:, i])`` for every replica ``i``.
 
-    `result()` is a vector of N values (Keras's `Mean` for each replica, weighted by
-    `sample_weight` when given).
+    `result()` is a vector of N values, one per replica, averaged the way Keras averages the
+    same number: a compiled metric (accuracy, MAE, ...) is Keras's `Mean`, weighted by
+    `sample_weight` when given, ``sum(v * w) / sum(w)``; the loss (``count_weights=False``)
+    is what Keras logs as ``loss``, ``sum(l * w) / number of samples`` (its batch losses
+    ``sum(l * w) / B`` averaged with the batch sizes as weights).
 
     Args:
         fn: per-sample function ``fn(y_true, y_pred) -> (B, N)`` on tiled targets.
         num_replicas: N.
         name: the metric name (reported as ``name[i]``).
         fn_kwargs: extra keyword arguments of `fn`.
+        count_weights: divide by the sum of the sample weights (``True``, a metric) or by
+            the number of samples (``False``, the loss).
     """
 
-    def __init__(self, fn, num_replicas: int, name: str, fn_kwargs=None, **kwargs):
+    def __init__(self, fn, num_replicas: int, name: str, fn_kwargs=None,
+                 count_weights: bool = True, **kwargs):
         super().__init__(name=name, **kwargs)
         self.fn, self.num_replicas, self.fn_kwargs = fn, num_replicas, dict(fn_kwargs or {})
+        self.count_weights = count_weights
         self.total = self.add_variable(shape=(num_replicas,), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self.fn(tile_targets(y_true, self.num_replicas), y_pred, **self.fn_kwargs)
+        values = self.fn(tile_targets(y_true, self.num_replicas, y_pred), y_pred,
+                         **self.fn_kwargs)
         values = ops.cast(values, self.dtype)
-        if sample_weight is None:
-            count = ops.cast(ops.shape(values)[0], self.dtype)
-        else:
+        if len(values.shape) > 2:  # e.g. binary accuracy (B, N, 1): Keras averages per sample
+            values = ops.mean(values, axis=tuple(range(2, len(values.shape))))
+        count = ops.cast(ops.shape(values)[0], self.dtype)
+        if sample_weight is not None:
             weight = ops.reshape(ops.cast(sample_weight, self.dtype), (-1, 1))
             values = values * weight
-            count = ops.sum(weight)
+            if self.count_weights:
+                count = ops.sum(weight)
         self.total.assign_add(ops.sum(values, axis=0))
         self.count.assign_add(count)
 
@@ -154,4 +190,5 @@ class ReplicaMean(keras.metrics.Metric):
         self.count.assign(ops.zeros_like(self.count))
 
     def get_config(self):
-        return {"name": self.name, "num_replicas": self.num_replicas}
+        return {"name": self.name, "num_replicas": self.num_replicas,
+                "count_weights": self.count_weights}

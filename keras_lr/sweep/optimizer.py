@@ -14,7 +14,16 @@ SGD, AdamW, ...) whose variables all carry the replica axis first (see
    rates live in the variable ``replica_rate`` (``(N,)``), which a custom loop may assign
    before any step;
 5. frozen replicas' weights are restored to their value before the step, whatever the
-   optimizer (SGD with momentum would otherwise keep moving them).
+   optimizer (SGD with momentum would otherwise keep moving them). Their optimizer slots
+   (momentums, Adam's moments) may still change, but never reach the weights again; restoring
+   them too measured about 5% slower sweeps (`benchmarks/sweep_speed.py`) for nothing
+   visible;
+6. a replica whose finite gradients still produce non-finite weights (an overflowing update)
+   is frozen at the same step, before those weights are kept.
+
+Only element-wise optimizers can be replicated (`ELEMENTWISE_OPTIMIZERS`): Adafactor, Lamb,
+Muon and the like compute norms or factored statistics over a whole variable, which would
+mix the replicas stacked in it.
 
 Every operation is element-wise in the replica axis, so one replica's NaN leaves the others
 bit-identical to a run without it.
@@ -30,7 +39,13 @@ from keras import ops
 
 from keras_lr._validation import fail
 
-__all__ = ["ReplicaOptimizerMixin", "replicated_optimizer"]
+__all__ = ["ELEMENTWISE_OPTIMIZERS", "ReplicaOptimizerMixin", "replicated_optimizer"]
+
+ELEMENTWISE_OPTIMIZERS = (
+    "SGD", "Adam", "AdamW", "Adamax", "Nadam", "RMSprop", "Adagrad", "Adadelta", "Ftrl", "Lion",
+)
+"""Keras optimizers whose update is element-wise in every variable (checked against the
+Keras 3.15 sources), so that replicas stacked in one variable stay independent."""
 
 
 def _per_replica(value, rank: int):
@@ -69,10 +84,6 @@ class ReplicaOptimizerMixin:
             finite = ok if finite is None else ops.logical_and(finite, ok)
         was_alive = ops.greater(self.replica_alive, 0.5)
         alive = ops.logical_and(was_alive, finite)
-        newly = ops.logical_and(was_alive, ops.logical_not(finite))
-        step = ops.cast(self.iterations, "float32")
-        self.replica_diverged_step.assign(ops.where(newly, step, self.replica_diverged_step))
-        self.replica_alive.assign(ops.cast(alive, "float32"))
         self._replica_alive_now = alive
         self._replica_lr = ops.multiply(
             ops.convert_to_tensor(self.replica_rate), ops.cast(alive, "float32")
@@ -80,7 +91,21 @@ class ReplicaOptimizerMixin:
         grads = [
             ops.where(_per_replica(alive, len(g.shape)), g, ops.zeros_like(g)) for g in grads
         ]
+        state = list(trainable_variables)
+        # A real copy: on TensorFlow `convert_to_tensor(variable)` is the variable itself,
+        # whose "before" value would then be read after the update.
+        before = [ops.copy(v.value) for v in state]
         super()._backend_apply_gradients(grads, trainable_variables)
+        for v in trainable_variables:  # an overflowing update freezes its replica too
+            ok = ops.all(ops.isfinite(v.value), axis=_reduce_axes(v))
+            alive = ops.logical_and(alive, ok)
+        for v, old in zip(state, before, strict=True):
+            keep = _per_replica(alive, len(v.shape))
+            v.assign(ops.where(keep, ops.copy(v.value), old))
+        newly = ops.logical_and(was_alive, ops.logical_not(alive))
+        step = ops.cast(self.iterations, "float32")
+        self.replica_diverged_step.assign(ops.where(newly, step, self.replica_diverged_step))
+        self.replica_alive.assign(ops.cast(alive, "float32"))
 
     def _clip_gradients(self, grads):
         if self.clipnorm and self.clipnorm > 0:
@@ -116,10 +141,8 @@ class ReplicaOptimizerMixin:
                 variable.assign(variable - variable * wd * lr)
 
     def update_step(self, gradient, variable, learning_rate):
-        before = ops.convert_to_tensor(variable)
+        # Frozen replicas get a zero rate here; `_backend_apply_gradients` restores them.
         super().update_step(gradient, variable, self._replica_rate(learning_rate, variable))
-        alive = _per_replica(self._replica_alive_now, len(variable.shape))
-        self.assign(variable, ops.where(alive, ops.convert_to_tensor(variable), before))
 
 
 @functools.cache
@@ -139,6 +162,11 @@ def replicated_optimizer(optimizer, rates, learning_rate=1.0):
     Returns:
         A new, unbuilt optimizer instance.
 
+    Raises:
+        ValueError: `optimizer` is not one of `ELEMENTWISE_OPTIMIZERS` (Adafactor, Lamb,
+            Muon, subclasses, ...), is built, or accumulates gradients.
+        TypeError: `optimizer` is a wrapper (e.g. `LossScaleOptimizer`).
+
     Example:
         >>> opt = replicated_optimizer("adam", [1e-3, 1e-2])
         >>> type(opt).__name__
@@ -155,6 +183,16 @@ def replicated_optimizer(optimizer, rates, learning_rate=1.0):
             "wrappers cannot be replicated)",
             optimizer,
             TypeError,
+        )
+    if type(base).__name__ not in ELEMENTWISE_OPTIMIZERS or type(base) is not getattr(
+            keras.optimizers, type(base).__name__, None):
+        fail(
+            "optimizer",
+            "must be an element-wise Keras optimizer (one of "
+            f"{', '.join(ELEMENTWISE_OPTIMIZERS)}); others, here {type(base).__name__}, may "
+            "compute norms or statistics over whole variables, which would mix the replicas "
+            "stacked in them",
+            optimizer,
         )
     if getattr(base, "built", False):
         fail("optimizer", "must not be built yet (pass a fresh instance or a name)", optimizer)

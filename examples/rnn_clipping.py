@@ -2,8 +2,10 @@
 
 The adding problem (two marked numbers in a long sequence must be summed) is the classic
 exploding-gradient task. SGD with momentum at rate 1.0 blows the unclipped LSTM up within an
-epoch; the same rate trains once `keras_lr.guards.GradientGuard` clips the gradients, either
-by their global norm or with NFNet's adaptive clipping (AGC). The guard also skips any step
+epoch; at the same rate the LSTM stays finite and stable once `keras_lr.guards.GradientGuard`
+clips the gradients, either by their global norm or with NFNet's adaptive clipping (AGC).
+(In 3 epochs at this untuned rate the clipped runs end near the trivial predictor's MSE of 1/6,
+not below it.) The guard also skips any step
 whose gradients are NaN/inf and counts what it did; `LRMonitor` puts the counts in History.
 
 Run:  python examples/rnn_clipping.py [--epochs 3] [--length 30]

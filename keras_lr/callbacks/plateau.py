@@ -52,7 +52,8 @@ class ReduceLROnPlateau(FreshCopy, keras.callbacks.Callback):
 
     Counting is Keras's: a reduction happens after `patience` epochs without improvement
     (PyTorch's ``patience=p`` waits ``p + 1`` epochs, so it is our ``patience=p + 1``), and
-    the cooldown counter is decremented before the improvement test.
+    the cooldown counter is decremented before the improvement test (PyTorch's ``cooldown=c``
+    is our ``cooldown=c + 1`` when ``c > 0``).
 
     `min_lr` bounds the rate at the moment of a reduction; a schedule may decay it further
     afterwards. Rates are float32, so a rate within a relative 1e-6 of `min_lr` counts as at

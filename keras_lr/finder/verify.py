@@ -24,11 +24,14 @@ def verify_rates(model: keras.Model, x, y, rate: float, *, count: int = 5, span:
     Args:
         model: a compiled `keras.Sequential` (its optimizer class and settings, loss and
             weights are copied; the model itself is not changed).
-        x, y: training data.
+        x: training inputs.
+        y: training targets.
         rate: the centre rate (e.g. ``result.suggestion("valley")``), > 0.
         count: number of rates, >= 2 (odd counts include `rate` itself).
         span: the outermost rates are ``rate / span`` and ``rate * span``; > 1.
-        epochs, batch_size, validation_data: as ``model.fit``.
+        epochs: as ``model.fit``.
+        batch_size: as ``model.fit``.
+        validation_data: as ``model.fit``.
         seed: the shuffling seed (``keras.utils.set_random_seed``).
 
     Returns:

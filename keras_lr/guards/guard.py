@@ -76,12 +76,22 @@ def _values(g):
 
 
 def _global_norm(grads):
-    """The L2 norm over all gradients (the values of sparse ones)."""
-    return clipping.global_norm([_values(g) for g in grads])
+    """The L2 norm over all gradients (sparse ones made dense: repeated rows add up first)."""
+    return clipping.global_norm([_densify(g) for g in grads])
 
 
 def _densify(g):
+    """A sparse gradient (`tf.IndexedSlices`, from an `Embedding`) as a dense tensor.
+
+    `keras.ops.convert_to_tensor` returns an IndexedSlices unchanged on TensorFlow, and the
+    rules would then see its rows one by one: an index repeated in a batch must add up first
+    (torch's `clip_grad_norm_` sees the summed row too).
+    """
     if g is not None and hasattr(g, "indices") and hasattr(g, "values"):
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.convert_to_tensor(g)
         return ops.convert_to_tensor(g)
     return g
 

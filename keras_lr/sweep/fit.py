@@ -128,16 +128,21 @@ def parallel_fit(
         build_model: a function returning a new, built, uncompiled `keras.Sequential` model;
             called once per replica, with the replica's seed when `seeds` is given.
         learning_rates: N positive rates (peak rates when a `schedule` is given).
-        x, y: training data, as for ``model.fit`` (``y=None`` for a dataset).
+        x: training inputs, as for ``model.fit`` (arrays, a dataset or a `PyDataset`).
+        y: training targets (``None`` for a dataset).
         optimizer: a Keras optimizer name, config or fresh instance (its learning rate is
             ignored); ``clipnorm``/``global_clipnorm`` apply per replica.
         schedule: ``None`` (constant rates) or a schedule *shape* with peak 1.0, e.g.
             ``Warmup(CosineDecay(1.0, 900), 100)``; replica ``i`` uses ``rate_i * schedule``.
         loss: a Keras loss name, function or `keras.losses.Loss`; default
             ``"sparse_categorical_crossentropy"`` for a softmax head, ``"mse"`` otherwise.
-        epochs, batch_size, validation_data, callbacks, shuffle, verbose: as ``model.fit``.
-            Logs carry ``loss[i]``, ``accuracy[i]``, ``val_loss[i]``, ... per replica (and
-            ``loss``, the sum over replicas).
+        epochs: as ``model.fit``.
+        batch_size: as ``model.fit``.
+        validation_data: as ``model.fit``.
+        callbacks: as ``model.fit``. Logs carry ``loss[i]``, ``accuracy[i]``,
+            ``val_loss[i]``, ... per replica (and ``loss``, the sum over replicas).
+        shuffle: as ``model.fit``.
+        verbose: as ``model.fit``.
         seeds: one non-negative integer per replica, passed to `build_model`; ``None`` calls
             ``build_model()`` with no argument.
         metrics: mean-type metrics (``"accuracy"``, ``"mae"``, ...) computed per replica.

@@ -81,6 +81,29 @@ def test_rel_mode_matches_torch(case):
     assert min(ours) < 0.1
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("seed", range(4))
+def test_rel_mode_with_cooldown_matches_torch(seed):
+    """The porting rule with a cooldown: patience p -> p + 1, cooldown c -> c + 1 (c > 0)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(seed)
+    metric = list(np.cumsum(rng.normal(-0.01, 0.05, 40)) + 2.0)
+    p, c, threshold = int(rng.integers(0, 3)), int(rng.integers(1, 4)), 0.01
+    ours = _drive(ReduceLROnPlateau(factor=0.5, patience=p + 1, min_delta=threshold,
+                                    threshold_mode="rel", cooldown=c + 1, min_lr=1e-3),
+                  metric, keras.optimizers.SGD(0.1))
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, factor=0.5, patience=p, threshold=threshold, threshold_mode="rel", cooldown=c,
+        min_lr=1e-3, eps=0.0)
+    theirs = []
+    for value in metric:
+        sched.step(value)
+        theirs.append(opt.param_groups[0]["lr"])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    assert min(ours) < 0.1
+
+
 def test_rel_and_abs_differ_on_small_relative_gains():
     case = dict(factor=0.5, patience=1, min_delta=1e-2)
     absolute = _drive(ReduceLROnPlateau(**case), [1.0, 0.995, 0.99, 0.985, 0.98],

@@ -19,7 +19,7 @@ def blocks(language: str) -> list[str]:
 
 def test_readme_has_exactly_one_install_command():
     commands = [line for block in blocks("bash") for line in block.splitlines() if "pip" in line]
-    assert commands == ['python -m pip install ".[all]"']
+    assert commands == ['python -m pip install ".[all,test]"']  # test: pytest, hypothesis
     assert "python -m pytest -q" in blocks("bash")[-1]
 
 

@@ -302,3 +302,23 @@ def test_bad_arguments():
     # ... but an optimizer that is already wrapped is refused.
     with pytest.raises(ValueError, match="already wrapped"):
         guards.GradientGuard(inner)
+
+
+@pytest.mark.parametrize("rule", [guards.GlobalNorm(1.0), guards.ValueClip(0.5),
+                                  guards.AdaptiveClip(0.5), None])
+def test_sparse_embedding_gradients_are_clipped_as_dense_ones(rule):
+    """An index repeated in a batch: its rows add up before clipping (torch sees the sum).
+    Before, the rules saw the four 0.3 rows one by one (GlobalNorm recorded 1.04, not 2.08)."""
+    def run(gradient):
+        table = keras.Variable(np.ones((5, 3), "float32"))
+        opt = guards.GradientGuard(keras.optimizers.SGD(1.0), clip=rule)
+        opt.build([table])
+        opt.apply([gradient], [table])
+        return table.numpy(), float(opt.grad_norm.numpy())
+
+    sparse = tf.IndexedSlices(tf.fill((4, 3), 0.3), tf.constant([1, 1, 1, 1]),
+                              tf.constant([5, 3]))
+    weights, norm = run(sparse)
+    expected, expected_norm = run(tf.convert_to_tensor(sparse))
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    assert norm == pytest.approx(expected_norm) and norm == pytest.approx(np.sqrt(3) * 1.2)

@@ -135,9 +135,11 @@ def target_optimizers(optimizer):
 
 
 def check_guards(optimizer):
-    """Call `check()` on every `GradientGuard` in the chain (raises when one is stuck)."""
+    """Call `check()` on every `GradientGuard` in the chain, or in the chain of every
+    sub-optimizer of a `MultiOptimizer` (raises when one is stuck)."""
     from keras_lr.guards.guard import GradientGuard
 
-    for opt in unwrap(optimizer):
-        if isinstance(opt, GradientGuard):
-            opt.check()
+    for _, target in target_optimizers(optimizer):
+        for opt in unwrap(target):
+            if isinstance(opt, GradientGuard):
+                opt.check()

@@ -6,7 +6,12 @@ import keras
 from keras import ops
 
 from keras_lr._validation import check_choice
-from keras_lr.callbacks._lr import FreshCopy, check_guards, effective_learning_rate
+from keras_lr.callbacks._lr import (
+    FreshCopy,
+    check_guards,
+    effective_learning_rate,
+    target_optimizers,
+)
 from keras_lr.optimizers.base import find_lr_scale, unwrap
 
 __all__ = ["LRMonitor", "learning_rate_logs"]
@@ -39,7 +44,22 @@ def learning_rate_logs(optimizer) -> dict:
       array multipliers: ``learning_rate/<rule>`` at the largest value);
     * with `GradientGuard`: ``grad_norm`` (global gradient norm of the last step, before
       clipping), ``clipped_steps`` and ``skipped_steps`` (totals since the guard was built).
+
+    With a `keras.optimizers.MultiOptimizer`, every entry is written once per sub-optimizer,
+    its name suffixed like Keras's and `ReduceLROnPlateau`'s per-optimizer keys:
+    ``learning_rate_<name>``, ``lr_scale_<name>``, ``learning_rate_<name>/x<m>``,
+    ``grad_norm_<name>``, ...
     """
+    logs = {}
+    for suffix, opt in target_optimizers(optimizer):
+        for key, value in _single_logs(opt).items():
+            head, sep, tail = key.partition("/")
+            logs[f"{head}{suffix}{sep}{tail}"] = value
+    return logs
+
+
+def _single_logs(optimizer):
+    """`learning_rate_logs` of one optimizer chain (not a MultiOptimizer)."""
     from keras_lr.guards.guard import find_guard
 
     rate = effective_learning_rate(optimizer)

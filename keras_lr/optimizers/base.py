@@ -202,6 +202,10 @@ class LRWrapper(keras.optimizers.Optimizer):
         _check_wrappable(optimizer, type(self).__name__)
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
+        # Take over the loss scale factor, like `LossScaleOptimizer` does: the outermost
+        # wrapper scales the loss and unscales the gradients once, before its own `_apply`
+        # (so a guard sees the true gradients); the wrapped optimizer must not unscale again.
+        self.loss_scale_factor = optimizer.loss_scale_factor
         base = base_optimizer(optimizer)
         hook = getattr(base, _HOOK_ATTR, None)
         if hook is None:
@@ -241,8 +245,18 @@ class LRWrapper(keras.optimizers.Optimizer):
     def variables(self):
         return self._variables + self.inner_optimizer.variables
 
-    def scale_loss(self, loss):
-        return self.inner_optimizer.scale_loss(loss)
+    @property
+    def loss_scale_factor(self):
+        """The static loss scale factor (taken from the wrapped optimizer), or None."""
+        return getattr(self, "_keras_lr_loss_scale_factor", None)
+
+    @loss_scale_factor.setter
+    def loss_scale_factor(self, value):
+        # Also set by `MultiOptimizer` on its sub-optimizers. Only the wrapper unscales.
+        self._keras_lr_loss_scale_factor = value
+        inner = getattr(self, "inner_optimizer", None)
+        if inner is not None:
+            inner.loss_scale_factor = None
 
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
@@ -258,6 +272,9 @@ class LRWrapper(keras.optimizers.Optimizer):
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables)
             self.built = True
+        scale = self.loss_scale_factor
+        if scale is not None:
+            grads = [g if g is None else g / scale for g in grads]
         return self._apply(grads, trainable_variables)
 
     def _apply(self, grads, trainable_variables=None):
@@ -272,10 +289,15 @@ class LRWrapper(keras.optimizers.Optimizer):
 
     # ------------------------------------------------------------------ serialization
     def get_config(self):
-        return {
-            "name": self.name,
-            "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
-        }
+        # The factor is saved where the user set it, on the wrapped optimizer; the wrapper
+        # takes it over again when it is rebuilt.
+        inner = self.inner_optimizer
+        inner.loss_scale_factor = self.loss_scale_factor
+        try:
+            inner_config = keras.saving.serialize_keras_object(inner)
+        finally:
+            inner.loss_scale_factor = None
+        return {"name": self.name, "optimizer": inner_config}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -292,6 +314,17 @@ def _check_wrappable(optimizer, wrapper_name):
     if not isinstance(optimizer, BaseOptimizer):
         raise TypeError(
             f"Argument `optimizer` must be a `keras.optimizers.Optimizer` instance. "
+            f"Received: optimizer={optimizer!r}"
+        )
+    multi = getattr(keras.optimizers, "MultiOptimizer", None)  # not in every Keras 3
+    if multi is not None and isinstance(optimizer, multi):
+        # Its `apply` dispatches to the sub-optimizers, never through the hooked update step,
+        # so a scale on it would have no effect.
+        raise TypeError(
+            f"Argument `optimizer` must not be a `keras.optimizers.MultiOptimizer`: "
+            f"{wrapper_name} cannot act on its sub-optimizers through it. Wrap each "
+            f"sub-optimizer instead and give those to the MultiOptimizer (its optimizer "
+            f"map or selector returns `{wrapper_name}(sub_optimizer)`). "
             f"Received: optimizer={optimizer!r}"
         )
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):

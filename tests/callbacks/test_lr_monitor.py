@@ -76,3 +76,22 @@ def test_plain_optimizer_and_bad_argument():
     assert "lr_scale" not in history.history
     with pytest.raises(ValueError, match="every"):
         LRMonitor(every="step")
+
+
+def test_multi_optimizer_logs_one_entry_per_sub_optimizer():
+    wrapped = LRWrapper(keras.optimizers.Adam(0.01), name="enc_opt")
+    wrapped.lr_scale.assign(0.5)
+    guard = guards.GradientGuard(keras.optimizers.SGD(0.1), name="head_opt")
+    multi = keras.optimizers.MultiOptimizer(
+        lambda v: wrapped if "hidden" in v.path else guard)
+    model = tiny_model(multi)
+    history = model.fit(*regression_data(), batch_size=16, epochs=2, verbose=0,
+                        callbacks=[LRMonitor()])
+    logs = history.history
+    assert "learning_rate" not in logs
+    assert logs["learning_rate_enc_opt"] == pytest.approx([0.005, 0.005])
+    assert logs["lr_scale_enc_opt"] == [0.5, 0.5]
+    assert logs["learning_rate_head_opt"] == pytest.approx([0.1, 0.1])
+    assert logs["skipped_steps_head_opt"] == [0, 0]
+    assert np.all(np.isfinite(logs["grad_norm_head_opt"]))
+    assert "grad_norm_enc_opt" not in logs

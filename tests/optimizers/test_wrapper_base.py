@@ -162,3 +162,49 @@ def test_refusals():
     fit(model(), built, epochs=1)
     with pytest.raises(ValueError, match="already built"):
         LRWrapper(built)
+
+
+def _step_with_scaled_gradients(make, factor):
+    """One `apply` of gradients scaled like `scale_loss` does; returns (update, optimizer)."""
+    var = keras.Variable(np.zeros(2, "float32"))
+    opt = make(keras.optimizers.SGD(1.0, loss_scale_factor=factor))
+    true_grad = np.array([0.3, 0.4], "float32")
+    scaled = keras.ops.convert_to_numpy(opt.scale_loss(keras.ops.convert_to_tensor(true_grad)))
+    opt.apply([keras.ops.convert_to_tensor(scaled)], [var])
+    return -keras.ops.convert_to_numpy(var), opt
+
+
+def test_loss_scale_factor_is_unscaled_once_before_the_wrapper():
+    from keras_lr.guards import GlobalNorm, GradientGuard
+
+    for make in (LRWrapper, lambda o: GradientGuard(o, clip=GlobalNorm(1.0))):
+        plain, _ = _step_with_scaled_gradients(make, None)
+        scaled, opt = _step_with_scaled_gradients(make, 1024.0)
+        np.testing.assert_allclose(plain, [0.3, 0.4], rtol=1e-6)
+        np.testing.assert_allclose(scaled, plain, rtol=1e-6)
+        assert opt.loss_scale_factor == 1024.0
+        assert opt.inner_optimizer.loss_scale_factor is None
+    # The guard saw the true gradient (norm 0.5) and did not clip.
+    assert opt.stats()["grad_norm"] == pytest.approx(0.5, rel=1e-6)
+    assert opt.stats()["clipped_steps"] == 0
+    # The factor survives a config round trip.
+    restored = LRWrapper.from_config(LRWrapper(keras.optimizers.SGD(
+        1.0, loss_scale_factor=8.0)).get_config())
+    assert restored.loss_scale_factor == 8.0
+    assert restored.inner_optimizer.loss_scale_factor is None
+
+
+def test_multi_optimizer_loss_scale_factor_with_wrapped_sub_optimizers():
+    var = keras.Variable(np.zeros(2, "float32"))
+    sub = LRWrapper(keras.optimizers.SGD(1.0))
+    multi = keras.optimizers.MultiOptimizer(lambda v: sub, loss_scale_factor=1024.0)
+    grad = multi.scale_loss(keras.ops.convert_to_tensor(np.array([0.3, 0.4], "float32")))
+    multi.apply([grad], [var])
+    np.testing.assert_allclose(-keras.ops.convert_to_numpy(var), [0.3, 0.4], rtol=1e-6)
+
+
+def test_refuses_multi_optimizer():
+    multi = keras.optimizers.MultiOptimizer(lambda v: keras.optimizers.SGD(0.1))
+    with pytest.raises(TypeError, match=r"Argument `optimizer` must not be a .*MultiOptimizer"
+                       r".*[Ww]rap each sub-optimizer.*Received: optimizer="):
+        LRWrapper(multi)

@@ -91,17 +91,17 @@ class ReplicaOptimizerMixin:
         grads = [
             ops.where(_per_replica(alive, len(g.shape)), g, ops.zeros_like(g)) for g in grads
         ]
-        state = list(trainable_variables)
+        variables = list(trainable_variables)
         # A real copy: on TensorFlow `convert_to_tensor(variable)` is the variable itself,
         # whose "before" value would then be read after the update.
-        before = [ops.copy(v.value) for v in state]
-        super()._backend_apply_gradients(grads, trainable_variables)
-        for v in trainable_variables:  # an overflowing update freezes its replica too
+        before = [ops.copy(v.value) for v in variables]
+        super()._backend_apply_gradients(grads, variables)
+        for v in variables:  # an overflowing update freezes its replica too
             ok = ops.all(ops.isfinite(v.value), axis=_reduce_axes(v))
             alive = ops.logical_and(alive, ok)
-        for v, old in zip(state, before, strict=True):
+        for v, old in zip(variables, before, strict=True):
             keep = _per_replica(alive, len(v.shape))
-            v.assign(ops.where(keep, ops.copy(v.value), old))
+            v.assign(ops.where(keep, v.value, old))  # read after the update
         newly = ops.logical_and(was_alive, ops.logical_not(alive))
         step = ops.cast(self.iterations, "float32")
         self.replica_diverged_step.assign(ops.where(newly, step, self.replica_diverged_step))

@@ -24,6 +24,18 @@ def _drive(callback, metric, optimizer):
     return rates
 
 
+def _torch_rates(metric, **kwargs):
+    """PyTorch's ReduceLROnPlateau stepped on `metric` (eps=0): the rate after each epoch."""
+    torch = pytest.importorskip("torch")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, eps=0.0, **kwargs)
+    rates = []
+    for value in metric:
+        sched.step(value)
+        rates.append(opt.param_groups[0]["lr"])
+    return rates
+
+
 CASES = [
     dict(factor=0.5, patience=1, min_delta=1e-2, cooldown=0, min_lr=0.0),
     dict(factor=0.5, patience=2, min_delta=1e-4, cooldown=1, min_lr=0.02),
@@ -65,18 +77,11 @@ def test_rel_mode_matches_torch(case):
 
     (Cooldown also counts differently, so the comparison uses cooldown=0.)
     """
-    torch = pytest.importorskip("torch")
     ours = _drive(ReduceLROnPlateau(threshold_mode="rel", **case), METRIC,
                   keras.optimizers.SGD(0.1))
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=case["factor"], patience=case["patience"] - 1,
-        threshold=case["min_delta"], threshold_mode="rel", cooldown=0,
-        min_lr=case["min_lr"], eps=0.0)
-    theirs = []
-    for value in METRIC:
-        sched.step(value)
-        theirs.append(opt.param_groups[0]["lr"])
+    theirs = _torch_rates(METRIC, mode="min", factor=case["factor"],
+                          patience=case["patience"] - 1, threshold=case["min_delta"],
+                          threshold_mode="rel", cooldown=0, min_lr=case["min_lr"])
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert min(ours) < 0.1
 
@@ -85,21 +90,14 @@ def test_rel_mode_matches_torch(case):
 @pytest.mark.parametrize("seed", range(4))
 def test_rel_mode_with_cooldown_matches_torch(seed):
     """The porting rule with a cooldown: patience p -> p + 1, cooldown c -> c + 1 (c > 0)."""
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(seed)
     metric = list(np.cumsum(rng.normal(-0.01, 0.05, 40)) + 2.0)
     p, c, threshold = int(rng.integers(0, 3)), int(rng.integers(1, 4)), 0.01
     ours = _drive(ReduceLROnPlateau(factor=0.5, patience=p + 1, min_delta=threshold,
                                     threshold_mode="rel", cooldown=c + 1, min_lr=1e-3),
                   metric, keras.optimizers.SGD(0.1))
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=0.5, patience=p, threshold=threshold, threshold_mode="rel", cooldown=c,
-        min_lr=1e-3, eps=0.0)
-    theirs = []
-    for value in metric:
-        sched.step(value)
-        theirs.append(opt.param_groups[0]["lr"])
+    theirs = _torch_rates(metric, factor=0.5, patience=p, threshold=threshold,
+                          threshold_mode="rel", cooldown=c, min_lr=1e-3)
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert min(ours) < 0.1
 

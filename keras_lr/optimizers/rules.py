@@ -92,6 +92,10 @@ class Paths:
         when `keras.models.load_model` rebuilds it, and the ``sequential_N`` counter
         depends on the session. Missing paths with no such match, or several, stay as they
         are (`LayerwiseLR` then reports the rule that matches nothing).
+
+        Example:
+            >>> Paths(["sequential/dense/kernel"]).align(["dense/kernel", "dense/bias"]).paths
+            ('dense/kernel',)
         """
         available = list(available)
         present = set(available)

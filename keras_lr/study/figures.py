@@ -44,7 +44,12 @@ def _save(fig, path):
 
 def primary_data(records) -> str:
     """The data set the figures show: digits when the records hold it (the default plan),
-    else the first other image/vector data set, else "adding"."""
+    else the first other image/vector data set, else "adding".
+
+    Example:
+        >>> primary_data([{"kind": "run", "data": "adding"}, {"kind": "run", "data": "mnist5k"}])
+        'mnist5k'
+    """
     found = {r.get("data") for r in records if r.get("kind") in ("run", "range_test")}
     if "digits" in found or not found:
         return "digits"

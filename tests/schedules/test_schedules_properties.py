@@ -12,7 +12,9 @@ SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
-rates = st.floats(0.0, 1.0)
+# TensorFlow's CPU kernels flush subnormal floats to zero (1e-313 * 1.0 == 0.0), so a
+# subnormal rate cannot come back exactly from any schedule; rates are drawn without them.
+rates = st.floats(0.0, 1.0, allow_subnormal=False)
 positive_rates = st.floats(1e-6, 1.0)
 factors = st.floats(1e-3, 1.0)  # decay factors <= 1 (larger ones overflow by design at 1e10)
 durations = st.integers(1, 10**6)
@@ -29,7 +31,8 @@ def increasing(draw, min_size=1, max_size=5, low=0):
 
 @st.composite
 def floor_below(draw, peak):
-    return draw(st.floats(0.0, 1.0)) * peak
+    floor = draw(st.floats(0.0, 1.0)) * peak
+    return floor if floor >= np.finfo(np.float64).tiny else 0.0
 
 
 @st.composite

@@ -13,6 +13,7 @@ __all__ = [
     "FreshCopy",
     "check_guards",
     "effective_learning_rate",
+    "guards_in",
     "holds_schedule",
     "is_at_floor",
     "multiply_learning_rate",
@@ -134,12 +135,21 @@ def target_optimizers(optimizer):
     return [("", optimizer)]
 
 
-def check_guards(optimizer):
-    """Call `check()` on every `GradientGuard` in the chain, or in the chain of every
-    sub-optimizer of a `MultiOptimizer` (raises when one is stuck)."""
+def guards_in(optimizer):
+    """Every `GradientGuard` in the optimizer chain and in the chains of the sub-optimizers
+    of any `MultiOptimizer` in it (also one inside a `LossScaleOptimizer`)."""
     from keras_lr.guards.guard import GradientGuard
 
-    for _, target in target_optimizers(optimizer):
-        for opt in unwrap(target):
+    found, pending = [], [optimizer]
+    while pending:
+        for opt in unwrap(pending.pop(0)):
             if isinstance(opt, GradientGuard):
-                opt.check()
+                found.append(opt)
+            pending.extend(getattr(opt, "optimizers", None) or [])  # MultiOptimizer
+    return found
+
+
+def check_guards(optimizer):
+    """Call `check()` on every guard `guards_in` finds (raises when one is stuck)."""
+    for guard in guards_in(optimizer):
+        guard.check()

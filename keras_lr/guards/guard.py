@@ -68,11 +68,17 @@ def find_guard(optimizer):
     return None
 
 
+def _is_sparse(g):
+    """True for a `tf.IndexedSlices` (an `Embedding`'s gradient on TensorFlow).
+
+    Not a duck test on `indices` and `values` alone: every `torch.Tensor` has those methods.
+    """
+    return all(hasattr(g, name) for name in ("indices", "values", "dense_shape"))
+
+
 def _values(g):
     """The dense values of a gradient (the `values` of an IndexedSlices)."""
-    if hasattr(g, "indices") and hasattr(g, "values"):
-        return g.values
-    return g
+    return g.values if _is_sparse(g) else g
 
 
 def _global_norm(grads):
@@ -87,7 +93,7 @@ def _densify(g):
     rules would then see its rows one by one: an index repeated in a batch must add up first
     (torch's `clip_grad_norm_` sees the summed row too).
     """
-    if g is not None and hasattr(g, "indices") and hasattr(g, "values"):
+    if g is not None and _is_sparse(g):
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -210,8 +216,11 @@ class GradientGuard(LRWrapper):
         if trainable_variables is None:
             trainable_variables = self._trainable_variables
         trainable_variables = list(trainable_variables)
-        if keras.backend.backend() == "tensorflow":
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
             self._tf_apply(grads, trainable_variables)
+        elif backend == "jax":
+            self._jax_apply(grads, trainable_variables)
         else:
             self._common_apply(grads, trainable_variables)
         self._assert_not_stuck()
@@ -237,7 +246,7 @@ class GradientGuard(LRWrapper):
         if self.clip is not None:
             if clipped_grads is None:
                 grads = [_densify(g) for g in grads]
-                grads, clipped = self.clip.clip(grads, trainable_variables, self.grad_norm)
+                grads, clipped = self.clip.clip(grads, trainable_variables, self.grad_norm.value)
             else:
                 grads = clipped_grads
             self.clipped_steps.assign_add(ops.cast(clipped, self.clipped_steps.dtype))
@@ -259,6 +268,36 @@ class GradientGuard(LRWrapper):
             finite_step()
             return
         ops.cond(self.all_finite(grads, norm), finite_step, self._skip_step)
+
+    def _jax_apply(self, grads, trainable_variables):
+        """JAX: no state change inside a conditional (`LossScaleOptimizer`'s pattern).
+
+        Each branch runs in its own `keras.StatelessScope` over the current values of every
+        trainable and optimizer variable and returns their new values; only the selected
+        values are assigned. Under `stateless_apply` (what `fit` calls) the current values
+        and the assignments are those of the enclosing stateless scope.
+        """
+        state = list(trainable_variables) + list(self.variables)
+        norm, clipped_grads, clipped = self._norm_and_clip(grads, trainable_variables)
+
+        def branch(step):
+            def run():
+                mapping = [(v, v.value) for v in state]
+                with keras.StatelessScope(state_mapping=mapping) as scope:
+                    self.grad_norm.assign(norm)
+                    step()
+                return [scope.get_current_value(v) for v in state]
+
+            return run
+
+        finite = branch(lambda: self._finite_step(
+            grads, trainable_variables, clipped_grads, clipped))
+        if self.skip_nonfinite:
+            values = ops.cond(self.all_finite(grads, norm), finite, branch(self._skip_step))
+        else:
+            values = finite()
+        for variable, value in zip(state, values, strict=True):
+            variable.assign(value)
 
     def _tf_apply(self, grads, trainable_variables):
         """tf.distribute-aware apply, the pattern of `LossScaleOptimizer._tf_apply`."""
@@ -293,7 +332,10 @@ class GradientGuard(LRWrapper):
         )
 
     def _assert_not_stuck(self):
-        if self.max_consecutive_skips is None or keras.backend.backend() != "tensorflow":
+        if self.max_consecutive_skips is None or keras.backend.backend() == "jax":
+            return  # JAX: nothing can raise inside a jitted step; `check()` raises on the host
+        if keras.backend.backend() == "torch":
+            self.check()  # eager: the step's `cond` has already read the flag on the host
             return
         import tensorflow as tf
 

@@ -105,6 +105,11 @@ class _LRHook:
         self._apply_weight_decay = optimizer._apply_weight_decay
         self._get_current_learning_rate = optimizer._get_current_learning_rate
         self._factor_override = None
+        self._grouped_update_step = None
+        if keras.backend.backend() == "torch":
+            from keras_lr.optimizers import _torch
+
+            self._grouped_update_step = _torch.grouped_update_step(optimizer, self.factor)
 
     def install(self):
         opt = self.optimizer
@@ -133,6 +138,11 @@ class _LRHook:
         learning_rate = ops.multiply(
             ops.cast(learning_rate, self.scale.dtype), self.scale
         )
+        if self._grouped_update_step is not None and any(
+            self.factor(v) is not None for v in trainable_variables
+        ):
+            # A fused torch optimizer never calls `update_step`, where the factors apply.
+            return self._grouped_update_step(grads, trainable_variables, learning_rate)
         return self._backend_update_step(grads, trainable_variables, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -280,12 +290,6 @@ class LRWrapper(keras.optimizers.Optimizer):
     def _apply(self, grads, trainable_variables=None):
         """What the wrapper does with the gradients; subclasses override this."""
         return self.inner_optimizer.apply(grads, trainable_variables)
-
-    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
-        raise NotImplementedError(
-            f"{type(self).__name__} supports the stateful `apply` only (TensorFlow and "
-            "torch backends)."
-        )
 
     # ------------------------------------------------------------------ serialization
     def get_config(self):

@@ -93,10 +93,6 @@ class LayerwiseLR(LRWrapper):
             0.0 to train only the selected variables.
         name: optional name of the wrapper.
 
-    Raises:
-        NotImplementedError: the Keras backend is not TensorFlow (the torch backend's fused
-            optimizer updates bypass the per-variable hook; JAX is stateless).
-
     Example:
 
     ```python
@@ -111,13 +107,6 @@ class LayerwiseLR(LRWrapper):
     """
 
     def __init__(self, optimizer, multipliers, default=1.0, name=None, **kwargs):
-        if keras.config.backend() != "tensorflow":
-            # The torch backend updates SGD, Adam, ... in one fused call that never reaches the
-            # per-variable `update_step`, so the multipliers would be silently ignored.
-            raise NotImplementedError(
-                "LayerwiseLR supports the TensorFlow backend only. "
-                f"Received: backend={keras.config.backend()!r}"
-            )
         for inner in unwrap(optimizer):
             if isinstance(inner, LayerwiseLR):
                 raise ValueError(

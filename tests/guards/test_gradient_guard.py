@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from backend_utils import BACKEND, FIT_JIT, JIT_MODES, compiled_apply
 
 from keras_lr import guards
 from keras_lr.callbacks import LRMonitor
@@ -57,15 +57,12 @@ RULES = {"autoclip": lambda: guards.AutoClip(50, 10), "agc": lambda: guards.Adap
 
 
 @pytest.mark.parametrize("rule", list(RULES))
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("jit", JIT_MODES)
 def test_nonfinite_step_leaves_everything_bit_identical(jit, rule):
     model = _model()
     opt = guards.GradientGuard(keras.optimizers.Adam(1e-2, weight_decay=1e-2),
                                clip=RULES[rule]())
-
-    @tf.function(jit_compile=jit)
-    def step(grads):
-        opt.apply(grads, model.trainable_variables)
+    step = compiled_apply(opt, model.trainable_variables, jit)
 
     for i in range(3):
         step(_grads(model, i))
@@ -84,16 +81,13 @@ def test_nonfinite_step_leaves_everything_bit_identical(jit, rule):
     assert all(np.isfinite(v).all() for v in _values(model.weights))
 
 
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("jit", JIT_MODES)
 def test_huge_finite_gradients_are_applied_not_skipped(jit):
     # Their squares overflow float32, so the global norm is inf: the guard must then test the
     # elements themselves, apply this finite step, and still skip a truly non-finite one.
     model = _model()
     opt = guards.GradientGuard(keras.optimizers.SGD(1e-22))  # a step of 1e-22 * 1e20 = 0.01
-
-    @tf.function(jit_compile=jit)
-    def step(grads):
-        opt.apply(grads, model.trainable_variables)
+    step = compiled_apply(opt, model.trainable_variables, jit)
 
     huge = [np.full(tuple(v.shape), 1e20, "float32") for v in model.trainable_variables]
     before = _values(model.weights)
@@ -113,7 +107,7 @@ def test_guard_without_clip_is_transparent_on_finite_steps():
         model = _model()
         inner = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-2, 20))
         opt = guards.GradientGuard(inner) if wrap else inner
-        model.compile(optimizer=opt, loss="mse", jit_compile=True)
+        model.compile(optimizer=opt, loss="mse", jit_compile=FIT_JIT)
         model.fit(*_data(), batch_size=16, epochs=2, verbose=0, shuffle=False)
         results.append(_values(model.weights))
     for a, b in zip(*results, strict=True):
@@ -168,18 +162,27 @@ def _all_nan_data():
     return x, y
 
 
-def test_consecutive_skips_raise_in_graph_without_xla():
+@pytest.mark.backends("tensorflow", "torch", reason="a jitted JAX step cannot raise; the "
+                       "host check of the next test covers JAX")
+def test_consecutive_skips_raise_from_the_step_without_xla():
     model = _model()
     opt = guards.GradientGuard(keras.optimizers.Adam(), max_consecutive_skips=3)
     model.compile(optimizer=opt, loss="mse", jit_compile=False)
     before = _values(model.weights)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="GradientGuard skipped"):
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        error = tf.errors.InvalidArgumentError  # an assert op in the graph
+    else:
+        error = guards.NonFiniteGradientsError  # torch runs eagerly: raised by the step
+    with pytest.raises(error, match="GradientGuard skipped"):
         model.fit(*_all_nan_data(), batch_size=4, epochs=1, verbose=0)
     assert opt.stats()["consecutive_skips"] == 3  # raised at the step that reached the limit
     for a, b in zip(before, _values(model.weights), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.backends("tensorflow", "jax", reason="torch raises from the step (test above)")
 def test_consecutive_skips_under_xla_raise_on_the_host():
     model = _model()
     opt = guards.GradientGuard(keras.optimizers.Adam(), max_consecutive_skips=3)
@@ -250,7 +253,7 @@ def _train_nested(order):
         opt = LayerwiseLR(guards.GradientGuard(adam, clip=clip), rules)
     x, y = _data()
     x[30, 1] = np.nan
-    model.compile(optimizer=opt, loss="mse", jit_compile=True)
+    model.compile(optimizer=opt, loss="mse", jit_compile=FIT_JIT)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
     guard = guards.find_guard(opt)
     return _values(model.weights), guard.stats()
@@ -269,7 +272,7 @@ def test_inside_loss_scale_optimizer(tmp_path):
     model = _model()
     guard = guards.GradientGuard(keras.optimizers.Adam(1e-2), clip=guards.GlobalNorm(1.0))
     opt = keras.optimizers.LossScaleOptimizer(guard)
-    model.compile(optimizer=opt, loss="mse", jit_compile=True)
+    model.compile(optimizer=opt, loss="mse", jit_compile=FIT_JIT)
     model.fit(*_data(), batch_size=16, epochs=2, verbose=0)
     assert int(opt.iterations) == 8 and guard.stats()["clipped_steps"] > 0
     assert guards.find_guard(opt) is guard
@@ -304,6 +307,7 @@ def test_bad_arguments():
         guards.GradientGuard(inner)
 
 
+@pytest.mark.backends("tensorflow", reason="only TensorFlow gives Embedding sparse gradients")
 @pytest.mark.parametrize("rule", [guards.GlobalNorm(1.0), guards.ValueClip(0.5),
                                   guards.AdaptiveClip(0.5), None])
 def test_sparse_embedding_gradients_are_clipped_as_dense_ones(rule):
@@ -315,6 +319,8 @@ def test_sparse_embedding_gradients_are_clipped_as_dense_ones(rule):
         opt.build([table])
         opt.apply([gradient], [table])
         return table.numpy(), float(opt.grad_norm.numpy())
+
+    import tensorflow as tf
 
     sparse = tf.IndexedSlices(tf.fill((4, 3), 0.3), tf.constant([1, 1, 1, 1]),
                               tf.constant([5, 3]))

@@ -20,9 +20,9 @@ Example:
 """
 
 from keras_lr.schedules.base import as_schedule
-from keras_lr.schedules.compose import PerEpoch, Sequence, Warmup
+from keras_lr.schedules.compose import PerEpoch, Product, Sequence, Warmup
 from keras_lr.schedules.cosine import CosineDecay, CosineRestarts
-from keras_lr.schedules.cyclic import CyclicalLR, OneCycle
+from keras_lr.schedules.cyclic import CyclicalLR, CyclicalMomentum, OneCycle, OneCycleMomentum
 from keras_lr.schedules.decay import (
     Constant,
     ExponentialDecay,
@@ -42,14 +42,17 @@ __all__ = [
     "CosineDecay",
     "CosineRestarts",
     "CyclicalLR",
+    "CyclicalMomentum",
     "ExponentialDecay",
     "InverseSqrtDecay",
     "LinearDecay",
     "MultiStepDecay",
     "OneCycle",
+    "OneCycleMomentum",
     "PerEpoch",
     "PiecewiseLinear",
     "PolynomialDecay",
+    "Product",
     "Sequence",
     "StepDecay",
     "Warmup",

@@ -1,12 +1,14 @@
-"""Composition wrappers: `Warmup`, `Sequence` and `PerEpoch`.
+"""Composition wrappers: `Warmup`, `Sequence`, `Product` and `PerEpoch`.
 
 Each accepts a float, any keras-lr schedule or any Keras built-in schedule (or a serialized
-one) and serializes it nested. Schedules are joined by selecting with ``ops.where``, which
-keeps the graph branch-free (XLA friendly) and vectorised over a batch of steps. Wrapped Keras
-built-ins receive an int64 step, like the optimizer's ``iterations``.
+one) and serializes it nested. `Sequence` joins schedules in time, by selecting with
+``ops.where``, which keeps the graph branch-free (XLA friendly) and vectorised over a batch of
+steps; `Product` multiplies them at the same step. Wrapped Keras built-ins receive an int64
+step, like the optimizer's ``iterations``.
 
 Reference:
-    optax ``join_schedules`` (composition by boundaries) and PyTorch ``SequentialLR``.
+    optax ``join_schedules`` (composition by boundaries), PyTorch ``SequentialLR`` and
+    ``ChainedScheduler`` (composition by product).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from keras_lr._validation import (
 )
 from keras_lr.schedules.base import Schedule, as_schedule, call_float64, floor_divmod, serialize
 
-__all__ = ["PerEpoch", "Sequence", "Warmup"]
+__all__ = ["PerEpoch", "Product", "Sequence", "Warmup"]
 
 _register = keras.saving.register_keras_serializable(package="keras_lr")
 
@@ -148,6 +150,62 @@ class Sequence(Schedule):
             "schedules": [serialize(s) for s in self.schedules],
             "boundaries": list(self.boundaries),
         }
+
+
+@_register
+class Product(Schedule):
+    """The learning rate of the first schedule times the factors of the others, at each step.
+
+    ```python
+    lr(t) = schedules[0](t) * schedules[1](t) * ... * schedules[-1](t)
+    ```
+
+    Every schedule sees the same step (unlike `Sequence`, which hands over from one to the
+    next). Write the first as the learning rate and the others as factors that start at 1:
+    this is PyTorch's ``ChainedScheduler`` (and its "compound" recipes that step several
+    schedulers on one optimizer), whose schedulers each multiply the rate by their own factor.
+    The PyTorch factors port as:
+
+    * ``StepLR(step_size, gamma)``: ``StepDecay(1.0, step_size, gamma)``;
+    * ``MultiStepLR(milestones, gamma)``: ``MultiStepDecay(1.0, milestones, gamma)``;
+    * ``ExponentialLR(gamma)``: ``ExponentialDecay(1.0, gamma)``;
+    * ``LinearLR(start_factor, end_factor, total_iters)``:
+      ``LinearDecay(start_factor, total_iters, end_factor)``;
+    * ``ConstantLR(factor, total_iters)``: ``Sequence([factor, 1.0], [total_iters])``;
+    * ``CosineAnnealingLR(T_max, eta_min=0)``: ``CosineDecay(1.0, T_max)`` (with
+      ``eta_min > 0`` PyTorch's chained recursion is not a product of closed forms: port
+      that floor as ``CosineDecay(lr, T_max, eta_min)`` in the first place instead).
+
+    Reference:
+        PyTorch ``torch.optim.lr_scheduler.ChainedScheduler``.
+
+    Example:
+        ```python
+        # torch: ChainedScheduler([StepLR(opt, 3, gamma=0.1), ExponentialLR(opt, 0.9)])
+        schedule = Product([StepDecay(0.05, 3, 0.1), ExponentialDecay(1.0, 0.9)])
+        # a cosine decay under a linear warmup that overlaps it (torch: LinearLR + cosine)
+        schedule = Product([CosineDecay(0.05, 10), LinearDecay(0.4, 4, 1.0)])
+        ```
+
+    Args:
+        schedules: a non-empty list of floats, keras-lr schedules or Keras
+            `LearningRateSchedule`s; a float is a constant factor.
+    """
+
+    def __init__(self, schedules):
+        schedules = check_list("schedules", schedules)
+        if not schedules:
+            fail("schedules", "must hold at least one schedule", schedules)
+        self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
+
+    def _compute(self, t):
+        out = call_float64(self.schedules[0], t)
+        for schedule in self.schedules[1:]:
+            out = out * call_float64(schedule, t)
+        return out
+
+    def get_config(self):
+        return {"schedules": [serialize(s) for s in self.schedules]}
 
 
 @_register

@@ -122,6 +122,14 @@ class MultiStepDecay(Schedule):
     Boundary convention (PyTorch, optax): the rate changes at ``t == m``. Keras's
     ``PiecewiseConstantDecay`` keeps the old value until ``t == m + 1``.
 
+    A milestone listed ``k`` times applies `gamma` ``k`` times at once, as in PyTorch (which
+    keeps its milestones in a ``Counter``): ``MultiStepDecay(0.05, [2, 5, 5, 9], 0.1)`` gives
+    0.05, 0.05, 0.005, 0.005, 0.005, 5e-05, ... A decreasing list is refused (PyTorch would
+    sort it silently).
+
+    Reference:
+        PyTorch ``torch.optim.lr_scheduler.MultiStepLR``.
+
     Example:
         ```python
         schedule = MultiStepDecay(0.1, milestones=[3000, 6000], gamma=0.1)
@@ -129,7 +137,7 @@ class MultiStepDecay(Schedule):
 
     Args:
         initial_learning_rate: float >= 0.
-        milestones: strictly increasing ints >= 0.
+        milestones: non-decreasing ints >= 0 (repeats allowed).
         gamma: float > 0. Defaults to 0.1.
     """
 
@@ -139,7 +147,7 @@ class MultiStepDecay(Schedule):
         for i, m in enumerate(milestones):
             check_int(f"milestones[{i}]", m, minimum=0)
         self.milestones = [int(m) for m in milestones]
-        check_increasing("milestones", self.milestones)
+        check_increasing("milestones", self.milestones, strict=False)
         self.gamma = check_float("gamma", gamma, minimum=0.0, strict=True)
 
     def _compute(self, t):

@@ -31,7 +31,6 @@ EXPORTED = {
 EXAMPLES = {
     S.Constant: [S.Constant(0.01)],
     S.StepDecay: [S.StepDecay(0.1, 2, 0.5)],
-    S.MultiStepDecay: [S.MultiStepDecay(0.1, [1, 3], 0.3)],
     S.ExponentialDecay: [S.ExponentialDecay(0.1, 0.9)],
     S.LinearDecay: [S.LinearDecay(0.1, 3, 0.02)],
     S.PolynomialDecay: [S.PolynomialDecay(0.1, 3, 0.01, power=2.0)],
@@ -53,6 +52,16 @@ EXAMPLES = {
             S.Sequence([S.LinearDecay(0.1, 2), S.PerEpoch(S.StepDecay(0.05, 1, 0.5), 2)], [2]), 1
         ),
     ],
+    S.Product: [
+        S.Product([S.StepDecay(0.1, 2, 0.5), S.ExponentialDecay(1.0, 0.9)]),
+        S.Product([S.CosineDecay(0.1, 5), S.LinearDecay(0.4, 3, 1.0), 0.5,
+                   keras.optimizers.schedules.ExponentialDecay(1.0, 2, 0.5)]),
+    ],
+    S.MultiStepDecay: [S.MultiStepDecay(0.1, [1, 3], 0.3), S.MultiStepDecay(0.1, [2, 4, 4], 0.5)],
+    S.OneCycleMomentum: [
+        S.OneCycleMomentum(10, 0.3), S.OneCycleMomentum(10, 0.3, "linear", three_phase=True)
+    ],
+    S.CyclicalMomentum: [S.CyclicalMomentum(2, 1, mode="exp_range", gamma=0.9)],
     S.PerEpoch: [
         S.PerEpoch(S.MultiStepDecay(0.1, [1], 0.1), 2),
         S.PerEpoch(keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5), 3),

@@ -18,8 +18,8 @@ CASES = [
     (lambda: S.StepDecay(0.1, 2.5), TypeError, "Argument `step_size` must be an integer. Received: step_size=2.5"),
     (lambda: S.StepDecay(inf, 2), ValueError, "Argument `initial_learning_rate` must be finite. Received: initial_learning_rate=inf"),
     (lambda: S.StepDecay(0.1, 2, gamma=0.0), ValueError, "Argument `gamma` must be > 0. Received: gamma=0.0"),
-    (lambda: S.MultiStepDecay(0.1, [5, 5]), ValueError, "Argument `milestones` must be strictly increasing. Received: milestones=[5, 5]"),
-    (lambda: S.MultiStepDecay(0.1, [5, 3]), ValueError, "Argument `milestones` must be strictly increasing. Received: milestones=[5, 3]"),
+    (lambda: S.MultiStepDecay(0.1, [5, 3]), ValueError, "Argument `milestones` must be non-decreasing. Received: milestones=[5, 3]"),
+    (lambda: S.MultiStepDecay(0.1, [2, 5, 5, 4]), ValueError, "Argument `milestones` must be non-decreasing. Received: milestones=[2, 5, 5, 4]"),
     (lambda: S.MultiStepDecay(0.1, [-1, 3]), ValueError, "Argument `milestones[0]` must be >= 0. Received: milestones[0]=-1"),
     (lambda: S.ExponentialDecay(0.1, -0.5), ValueError, "Argument `gamma` must be > 0. Received: gamma=-0.5"),
     (lambda: S.ExponentialDecay(0.1, nan), ValueError, "Argument `gamma` must be finite. Received: gamma=nan"),
@@ -76,6 +76,19 @@ CASES = [
     (lambda: S.PerEpoch(0.1, 0), ValueError, "Argument `steps_per_epoch` must be >= 1. Received: steps_per_epoch=0"),
     (lambda: S.PerEpoch(S.StepDecay(0.1, 1), 2.5), TypeError, "Argument `steps_per_epoch` must be an integer. Received: steps_per_epoch=2.5"),
     (lambda: S.values(S.Constant(0.1), -1), ValueError, "Argument `steps` must be >= 0. Received: steps=-1"),
+    (lambda: S.Product([]), ValueError, "Argument `schedules` must hold at least one schedule. Received: schedules=[]"),
+    (lambda: S.Product(0.1), TypeError, "Argument `schedules` must be a list. Received: schedules=0.1"),
+    (lambda: S.Product([0.1, "x"]), TypeError, "Argument `schedules[1]` must be a float or a"),
+    (lambda: S.OneCycleMomentum(100, base_momentum=1.0, max_momentum=1.0), ValueError, "Argument `base_momentum` must be in [0, 1). Received: base_momentum=1.0"),
+    (lambda: S.OneCycleMomentum(100, max_momentum=1.2), ValueError, "Argument `max_momentum` must be in [0, 1). Received: max_momentum=1.2"),
+    (lambda: S.OneCycleMomentum(100, base_momentum=-0.1), ValueError, "Argument `base_momentum` must be in [0, 1). Received: base_momentum=-0.1"),
+    (lambda: S.OneCycleMomentum(100, base_momentum=0.9, max_momentum=0.8), ValueError, "Argument `max_momentum` must be >= base_momentum=0.9. Received: max_momentum=0.8"),
+    (lambda: S.OneCycleMomentum(10, pct_start=0.1), ValueError, "Argument `pct_start` must leave more than one warmup step"),
+    (lambda: S.OneCycleMomentum(10, three_phase=1), TypeError, "Argument `three_phase` must be a bool. Received: three_phase=1"),
+    (lambda: S.CyclicalMomentum(0), ValueError, "Argument `step_size_up` must be >= 1. Received: step_size_up=0"),
+    (lambda: S.CyclicalMomentum(4, max_momentum=1.0), ValueError, "Argument `max_momentum` must be in [0, 1). Received: max_momentum=1.0"),
+    (lambda: S.CyclicalMomentum(4, mode="sine"), ValueError, "Argument `mode` must be one of 'triangular', 'triangular2', 'exp_range'. Received: mode='sine'"),
+    (lambda: S.OneCycle(0.1, 100).momentum_schedule(0.99, 0.9), ValueError, "Argument `max_momentum` must be >= base_momentum=0.99. Received: max_momentum=0.9"),
 ]
 
 
@@ -88,6 +101,7 @@ def test_bad_argument_message(factory, error, message):
 def test_valid_edge_values_are_accepted():
     S.WarmupStableDecay(0.1, 0, 0, 1)  # no warmup, no stable stage
     S.MultiStepDecay(0.1, [0, 1])  # a milestone at 0 applies at once, as in PyTorch
+    S.MultiStepDecay(0.1, [5, 5])  # a repeated milestone applies gamma twice, as in PyTorch
     S.CyclicalLR(0.1, 0.1, 1)  # max == base is a constant
     S.OneCycle(0.1, 10, pct_start=0.5, three_phase=True)
     S.Warmup(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5), 3)

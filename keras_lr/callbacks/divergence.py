@@ -1,24 +1,42 @@
-"""`DivergenceGuard`: roll back to the last good state and lower the rate when training diverges."""
+"""`DivergenceGuard`: roll back to a verified state before a loss spike, skip ahead, go on."""
 
 from __future__ import annotations
 
 import math
+import typing
 import warnings
 
 import keras
 import numpy as np
 
 from keras_lr._validation import check_float, check_int, check_open_interval, fail
-from keras_lr.callbacks._lr import (
-    FreshCopy,
-    check_guards,
-    effective_learning_rate,
-    guards_in,
-    multiply_learning_rate,
-    rate_variables,
-)
+from keras_lr.callbacks._lr import FreshCopy, check_guards, guards_in, rate_variables
+from keras_lr.callbacks._rate_steps import RateSteps
+from keras_lr.callbacks._snapshot import Copier
+from keras_lr.optimizers.base import unwrap
 
-__all__ = ["DivergenceGuard"]
+__all__ = ["DivergenceGuard", "RateRestore", "Recovery"]
+
+# Time constant, in training steps, of the moving average whose lowest value is `best`.
+SMOOTHING_STEPS = 20.0
+
+
+class Recovery(typing.NamedTuple):
+    """One rollback: where it happened, what was seen, the rate after it, steps discarded."""
+
+    epoch: int
+    step: int | None  # step in the epoch (None: an epoch-end check)
+    value: float
+    learning_rate: float
+    steps_skipped: int
+
+
+class RateRestore(typing.NamedTuple):
+    """One undone `lr_factor`: where, and the rate after it."""
+
+    epoch: int
+    step: int | None
+    learning_rate: float
 
 
 def _host(value):
@@ -27,76 +45,85 @@ def _host(value):
     return float(value) if value.ndim == 0 else value
 
 
+def _read(variable):
+    return float(keras.ops.convert_to_numpy(variable))
+
+
 class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
-    """Recover from divergence: restore the last good snapshot, lower the rate, go on.
+    """Keep a run alive through loss spikes: roll back to a verified state, skip ahead, go on.
 
-    At every check (the end of each epoch, or every `snapshot_every` training steps) the
-    monitored value `x` is compared with `best`, the lowest value seen at a good check::
+    What large runs do by hand (PaLM restarts from a checkpoint about 100 steps before a
+    spike and skips the batches that caused it; OPT-175B lowered the rate and restarted), done
+    automatically every `snapshot_every` steps (default 10) or every epoch.
 
-        diverged = not isfinite(x) or x - best > (spike_factor - 1) * abs(best)
+    **Checks.** At each check the monitored value ``x`` (the mean over the steps since the
+    previous check) is compared with ``best``, the lowest value so far of a moving average of
+    the checked values (time constant `SMOOTHING_STEPS` = 20 steps; the average, not the raw
+    minimum, so that one lucky window of a few noisy batches does not set the bar)::
 
-    For a positive `best` this is ``x > spike_factor * best``; measuring the rise against
-    ``abs(best)`` keeps the test meaningful for losses that can be negative (Keras's
-    `CosineSimilarity`, a Gaussian negative log-likelihood), where an improving, more negative
-    value is never a spike. When `best` is exactly 0 there is no scale to measure a spike
-    against, so only a non-finite value counts. (The reference is the best value rather than a
-    moving average so that a loss that climbs steadily, which a moving average would follow,
-    is caught too. With warm restarts that can raise a tiny loss several-fold, use a larger
-    `spike_factor`.)
+        diverged  = not isfinite(x) or x - best > (spike_factor - 1) * abs(best)
+        near_best = x - best <= tolerance * abs(best)
 
-    On a good check the guard takes a snapshot, in host memory, of every variable in
-    `model.weights` (trainable weights and non-trainable state such as BatchNormalization's
-    moving statistics) and every optimizer variable (slots, iteration counts, guard counters)
-    except the rate itself. A snapshot is only ever taken of a finite state: a good check that
-    finds a NaN or inf in the weights or the optimizer slots (a `GradientGuard`'s
-    `grad_norm`, NaN by design after a skipped step, is not tested) counts as a divergence.
-    If the state is already non-finite when training starts (a checkpoint restored by
-    `BackupAndRestore` that holds diverged weights), there is nothing good to return to and
-    the guard raises a `RuntimeError` at the start of the first epoch.
+    Measuring against ``abs(best)`` keeps both tests meaningful for losses that can be
+    negative (Keras's `CosineSimilarity`). When ``best`` is exactly 0 only a non-finite value
+    diverges.
 
-    On a divergence it restores the snapshot, multiplies the effective learning rate by
-    `lr_factor` and training continues. A plain optimizer with a float rate gets its rate
-    assigned; an optimizer wrapped by keras-lr (`LRWrapper`, `GradientGuard`, `LayerwiseLR`)
-    gets its shared `lr_scale` lowered, so a schedule keeps its shape; a plain optimizer
-    holding a schedule is refused with a `TypeError` at the start of training.
+    **Snapshots, verified.** The loss of a step is computed before its update, so the state
+    at a check is not measured by the window that ends there: it is measured by the *next*
+    window. The guard therefore keeps two snapshots on the device (never copied to NumPy):
+    the *candidate* taken at the last check, and the *verified* one, a candidate whose
+    following window was finite and `near_best`. Only a verified state is ever rolled back to
+    (the state at the start of training counts as verified), so a state damaged in the last
+    steps before a check, or during a rise that is not yet a spike, is never restored. A
+    snapshot holds all of `model.weights` (BatchNormalization statistics included) and the
+    optimizer's variables (slots, guard counters) except the rate, and is only ever taken of
+    a finite state (a `GradientGuard`'s `grad_norm`, NaN by design after a skipped step, is
+    not tested); a finite value with a non-finite state counts as a divergence.
 
-    After `max_recoveries` recoveries, the next divergence restores the last good state and
-    stops training cleanly (``model.stop_training = True``) with a warning. Each check writes
-    ``divergence_recoveries`` (the count so far) and ``learning_rate`` into the logs, so History
-    shows every recovery; `recoveries` keeps ``(epoch, step, value, new_learning_rate)`` rows.
+    **Recovery.** On a divergence the guard restores the verified snapshot and multiplies the
+    rate by `lr_factor`. Keras's data iterator is not rewound, so the batches since the
+    snapshot are skipped, as PaLM skips them. With ``keep_step=True`` (the default) the
+    optimizer's step count is not restored either, so a schedule moves on with the data: a
+    spike that the schedule itself caused is not replayed, and the schedule stays aligned
+    with the data seen. ``keep_step=False`` restores the count (the schedule replays the
+    skipped steps on new data). A recovery in the middle of an epoch resets the model's
+    metrics, so the epoch's logged metrics are the means since the recovery (when it falls
+    on the epoch's last step, the means from before the reset are logged instead of 0.0).
 
-    Epoch checks (the default) watch the epoch's value in the logs (for ``loss``, the mean over
-    the epoch, so a NaN anywhere in the epoch is caught) and add no host synchronisation during
-    the epoch. Step checks (`snapshot_every` an int) read the logs after every train-function
-    call (every `steps_per_execution` steps) and, once `snapshot_every` steps have passed,
-    check the mean over those steps. The mean is read off the running sums of the monitored
-    Keras metric (``total`` and ``count``, so it is weighted by batch size as Keras's epoch
-    mean is, and a short last batch or a partial last call of ``steps_per_execution`` counts
-    what really ran); for a logs entry that is not such a metric it is recovered from the
-    running means and the step count (clamped to the epoch's steps when Keras knows them).
+    **The rate comes back.** After `restore_after` consecutive `near_best` checks the guard
+    undoes one `lr_factor` (exactly; never above the rate without the guard; another
+    callback's changes are kept). A restored rate that diverges again before `restore_after`
+    further good checks has proved too high: the guard lowers it again and never raises it
+    to that level again. ``restore_after=None`` keeps every lowering.
 
-    A recovery in the middle of an epoch resets the model's metrics, so the epoch's logged
-    metrics are then the means since the recovery. When the recovery falls on the epoch's
-    last step no step runs after the reset, and the empty metrics would read 0.0, a perfect
-    loss for `ModelCheckpoint(save_best_only=True)` or `EarlyStopping`. The guard then writes
-    back the training metrics as they stood just before the reset: the epoch's means
-    including the diverged steps, what the logs would hold without the guard and what an
-    epoch check logs for a diverged epoch (validation metrics, measured after the rollback,
-    are left alone). A spike so logs a large value, never an improvement, rather than NaN,
-    which Keras's monitor callbacks would take as their first "best" and never beat (a
-    non-finite divergence logs NaN, as it would without the guard).
+    After `max_recoveries` recoveries, the next divergence restores the verified state and
+    stops training cleanly (``model.stop_training = True``) with a warning.
 
-    Callback order: Keras runs callbacks in list order, so put `DivergenceGuard` **before**
-    `keras.callbacks.BackupAndRestore` and `ModelCheckpoint`. Placed after them, a checkpoint
-    is written at the end of a diverged epoch, before the guard rolls back.
+    **History.** Each epoch's logs get ``divergence_recoveries``, ``divergence_steps_skipped``
+    (both cumulative), ``divergence_rate_restores`` and ``learning_rate``; `recoveries`
+    (`Recovery` rows) and `restores` (`RateRestore` rows) keep the details.
+
+    **Cost.** A step check reads the logs Keras already converts, and at each check copies
+    the state on the device and reads one boolean (see `benchmarks/divergence_snapshot.py`).
+    On JAX the trainer keeps the state outside the variables during an epoch; the guard
+    reads and writes it through ``self.model``, which writes the state back at each check.
+    Memory: two copies of the weights and optimizer slots on the device.
+
+    Callback order: put `DivergenceGuard` **before** `keras.callbacks.BackupAndRestore` and
+    `ModelCheckpoint`, so that a diverged epoch is rolled back before they save it.
 
     Args:
-        monitor: the logs entry to watch (default "loss"; "val_loss" works with epoch checks).
-        spike_factor: float > 1; a rise above the best value of more than
+        monitor: the logs entry to watch (default "loss"; "val_loss" needs epoch checks).
+        spike_factor: float > 1; a rise above ``best`` of more than
             ``(spike_factor - 1) * abs(best)`` is a divergence.
-        lr_factor: float in (0, 1), the factor applied to the learning rate on each recovery.
+        tolerance: float >= 0; a window verifies the snapshot before it when its value is
+            within ``tolerance * abs(best)`` of ``best`` (default 1.0: at most twice a
+            positive best; normal noise of 10-step windows stayed below 1.3 times it).
+        lr_factor: float in (0, 1), the factor applied to the learning rate on a recovery.
+        restore_after: int >= 1 or None; good checks before one `lr_factor` is undone.
         max_recoveries: int >= 0, recoveries allowed before stopping.
-        snapshot_every: "epoch" or an int >= 1 (training steps).
+        snapshot_every: an int >= 1 (training steps between checks) or "epoch".
+        keep_step: bool; keep the optimizer's step count on a rollback (True) or restore it.
 
     Raises:
         RuntimeError: at the start of training, when the model's weights or optimizer
@@ -105,106 +132,137 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     Example:
 
     ```python
-    opt = keras_lr.optimizers.LRWrapper(keras.optimizers.SGD(schedule))
+    opt = keras_lr.optimizers.LRWrapper(keras.optimizers.Adam(schedule))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
-    history = model.fit(x, y, epochs=20, callbacks=[keras_lr.callbacks.DivergenceGuard()])
-    history.history["divergence_recoveries"]
+    history = model.fit(x, y, epochs=6, callbacks=[keras_lr.callbacks.DivergenceGuard()])
+    history.history["divergence_recoveries"], history.history["divergence_steps_skipped"]
     ```
+
+    Reference:
+        Chowdhery et al., "PaLM: Scaling Language Modeling with Pathways", 2022, section 5.1;
+        Zhang et al., "OPT: Open Pre-trained Transformer Language Models", 2022, logbook.
     """
 
     def __init__(
         self,
         monitor="loss",
-        spike_factor=5.0,
+        spike_factor=3.0,
+        tolerance=0.5,
+        patience=5,
         lr_factor=0.5,
-        max_recoveries=3,
-        snapshot_every="epoch",
+        restore_after=10,
+        max_recoveries=10,
+        snapshot_every=10,
+        keep_step=True,
     ):
         super().__init__()
         if not isinstance(monitor, str):
             fail("monitor", "must be a string", monitor, TypeError)
         self.monitor = monitor
         self.spike_factor = check_float("spike_factor", spike_factor, minimum=1.0, strict=True)
+        self.tolerance = check_float("tolerance", tolerance, minimum=0.0)
+        if patience is not None:
+            patience = check_int("patience", patience, minimum=1)
+        self.patience = patience
         self.lr_factor = check_open_interval("lr_factor", lr_factor, 0.0, 1.0)
+        if restore_after is not None:
+            restore_after = check_int("restore_after", restore_after, minimum=1)
+        self.restore_after = restore_after
         self.max_recoveries = check_int("max_recoveries", max_recoveries, minimum=0)
         if snapshot_every != "epoch":
             if isinstance(snapshot_every, str):
                 fail("snapshot_every", "must be 'epoch' or an int >= 1", snapshot_every)
             snapshot_every = check_int("snapshot_every", snapshot_every, minimum=1)
         self.snapshot_every = snapshot_every
-        self._remember(monitor=monitor, spike_factor=spike_factor, lr_factor=lr_factor,
-                       max_recoveries=max_recoveries, snapshot_every=snapshot_every)
+        if not isinstance(keep_step, bool):
+            fail("keep_step", "must be a bool", keep_step, TypeError)
+        self.keep_step = keep_step
+        self._remember(monitor=monitor, spike_factor=spike_factor, tolerance=tolerance,
+                       patience=patience, lr_factor=lr_factor, restore_after=restore_after,
+                       max_recoveries=max_recoveries, snapshot_every=snapshot_every,
+                       keep_step=keep_step)
         if snapshot_every != "epoch":
             self.on_train_batch_end = self._batch_end
         self._reset()
 
     def _reset(self):
         self.recoveries = []
+        self.restores = []
         self.best = None
+        self.smoothed_best = None
         self.stopped = False
-        self._snapshot = None
+        self._average = None
+        self._copier = None
+        self._verified = None
+        self._candidate = None
+        self._rates = None
+        self._good_checks = 0  # consecutive near-best checks since the last rate change
+        self._bad_checks = 0  # consecutive checks that were not near best
+        self._on_probation = False  # the last rate change was a restore, not yet proven
+        self._floor = 0  # lowerings that are never undone (their restore diverged)
         self._epoch = 0
-        self._metric = None  # the Keras metric behind `monitor` (step checks), once resolved
+        self._metric = None
         self._metric_resolved = False
-        # False between a mid-epoch recovery (which resets the metrics) and the next step.
-        self._measured = True
-        self._before_reset = {}  # the metrics' results just before that reset
+        self._measured = True  # False between a mid-epoch metrics reset and the next step
+        self._before_reset = {}
         self._reset_window(-1)
 
     def _reset_window(self, base):
-        """Batch checks: `base` is the last batch NOT in the metrics' running mean."""
+        """Step checks: `base` is the last batch NOT in the metrics' running mean."""
         self._base = base
         self._last_batch = base
         self._steps_since_check = 0
         self._prev_total = 0.0
         self._prev_count = 0.0
 
-    # ------------------------------------------------------------------ snapshots
-    def _state_variables(self):
-        excluded = {id(v) for v in rate_variables(self.model.optimizer)}
-        optimizer_vars = [v for v in self.model.optimizer.variables if id(v) not in excluded]
-        return list(self.model.weights) + optimizer_vars
+    # ------------------------------------------------------------------ state
+    def _state_variables(self, model):
+        optimizer = model.optimizer
+        excluded = {id(v) for v in rate_variables(optimizer)}
+        if self.keep_step:
+            pending = [optimizer]
+            while pending:
+                for opt in unwrap(pending.pop()):
+                    for counter in (getattr(opt, "_iterations", None),
+                                    getattr(opt, "iterations", None)):
+                        if counter is not None:
+                            excluded.add(id(counter))
+                    pending.extend(getattr(opt, "optimizers", None) or [])
+        seen, found = set(), []
+        for v in list(model.weights) + list(optimizer.variables):
+            if id(v) not in excluded and id(v) not in seen:
+                seen.add(id(v))
+                found.append(v)
+        return found
 
-    def _untested_variables(self):
-        """Variables that may be non-finite in a good state: a guard's last `grad_norm`."""
-        return {id(guard.grad_norm) for guard in guards_in(self.model.optimizer)
+    def _untested_variables(self, model):
+        return {id(guard.grad_norm) for guard in guards_in(model.optimizer)
                 if isinstance(getattr(guard, "grad_norm", None), keras.Variable)}
 
-    def _capture(self):
-        """``(variables, values)`` of the current state, or None when it is not finite."""
-        variables = self._state_variables()
-        values = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
-        untested = self._untested_variables()
-        for variable, value in zip(variables, values, strict=True):
-            if (
-                id(variable) not in untested
-                and np.issubdtype(value.dtype, np.inexact)
-                and not np.isfinite(value).all()
-            ):
-                return None
-        return variables, values
-
-    def _restore(self):
-        variables, values = self._snapshot
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(value)
+    @staticmethod
+    def _steps_done(model):
+        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
     # ------------------------------------------------------------------ training hooks
     def on_train_begin(self, logs=None):
         self._reset()
-        optimizer = self.model.optimizer
+        model = self.model
+        optimizer = model.optimizer
         if not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
-        # Refuse an optimizer whose rate cannot be lowered before any training happens.
-        multiply_learning_rate(optimizer, 1.0, caller="DivergenceGuard")
+            optimizer.build(model.trainable_variables)
+        # Refuses an optimizer whose rate cannot be lowered, before any training happens.
+        self._rates = RateSteps(optimizer, caller="DivergenceGuard")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        if self._snapshot is None:
+        if self._verified is None:
             # Taken here rather than in on_train_begin, after every callback's on_train_begin
             # (BackupAndRestore loads its checkpoint there, wherever it sits in the list).
-            self._snapshot = self._capture()
-            if self._snapshot is None:
+            model = self.model
+            self._copier = Copier(self._state_variables(model),
+                                  self._untested_variables(model))
+            snapshot, finite = self._copier.take(self._steps_done(model))
+            if not finite:
                 raise RuntimeError(
                     "DivergenceGuard: the model's weights or optimizer variables contain NaN "
                     f"or inf at the start of epoch {epoch}, so there is no good state to "
@@ -214,12 +272,13 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                     "callbacks in the `callbacks` list so that it rolls back before they "
                     "save, and restart from an earlier checkpoint or from scratch."
                 )
+            self._verified = snapshot
         self._measured = True
         self._reset_window(-1)
 
-    def _resolve_metric(self, value):
+    def _resolve_metric(self, model, value):
         """The Keras mean metric named `monitor` whose running sums give `value`, or None."""
-        for metric in getattr(self.model, "metrics", []):
+        for metric in getattr(model, "metrics", []):
             for m in getattr(metric, "metrics", [metric]):
                 if m.name != self.monitor:
                     continue
@@ -229,7 +288,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                     and len(total.shape) == 0 and len(count.shape) == 0
                 ):
                     continue
-                total, count = self._read(total), self._read(count)
+                total, count = _read(total), _read(count)
                 if count > 0 and (
                     math.isclose(total / count, value, rel_tol=1e-5, abs_tol=1e-12)
                     or (math.isnan(value) and not math.isfinite(total))
@@ -237,25 +296,22 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                     return m
         return None
 
-    @staticmethod
-    def _read(variable):
-        return float(keras.ops.convert_to_numpy(variable))
-
-    def _window_value(self, logs):
+    def _window_value(self, model, logs):
         """The mean of the monitored value over the batches since the previous check.
 
         Keras logs hold the running mean since the epoch start (or the last metrics reset).
-        The metric's own running sums (``total``, ``count``) give the window's mean exactly;
-        otherwise differencing two running means weighted by step counts gives it.
+        The metric's own running sums (``total``, ``count``) give the window's mean exactly,
+        weighted by batch size as Keras's mean is; otherwise differencing two running means
+        weighted by step counts gives it.
         """
         value = self._lookup(logs)
         if value is None:
             return None
         if not self._metric_resolved:
-            self._metric = self._resolve_metric(value)
+            self._metric = self._resolve_metric(model, value)
             self._metric_resolved = True
         if self._metric is not None:
-            total, count = self._read(self._metric.total), self._read(self._metric.count)
+            total, count = _read(self._metric.total), _read(self._metric.count)
         else:
             count = float(self._last_batch - self._base)
             total = count * value
@@ -275,15 +331,22 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._last_batch = batch
         self._measured = True
         if self._steps_since_check >= self.snapshot_every:
+            steps_in_window = self._steps_since_check
             self._steps_since_check = 0
-            self._check(self._window_value(logs), step=batch)
+            model = self.model  # on JAX: writes the trainer's state back to the variables
+            self._check(model, self._window_value(model, logs), batch, steps_in_window)
 
     def on_epoch_end(self, epoch, logs=None):
+        model = self.model
         if self.snapshot_every == "epoch":
-            self._check(self._lookup(logs), step=None)
+            # Unknown epoch length: no smoothing across epochs (epoch means are smooth).
+            steps = (self.params or {}).get("steps") or math.inf
+            self._check(model, self._lookup(logs), None, steps)
         elif self._steps_since_check > 0:
+            steps_in_window = self._steps_since_check
             self._steps_since_check = 0
-            self._check(self._window_value(logs), step=None, reset_metrics=False)
+            self._check(model, self._window_value(model, logs), None, steps_in_window,
+                        reset_metrics=False)
         if logs is not None:
             if not self._measured:
                 # A recovery on the epoch's last step reset the metrics and no step ran
@@ -292,7 +355,9 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                     if key in logs:
                         logs[key] = value
             logs["divergence_recoveries"] = len(self.recoveries)
-            logs["learning_rate"] = effective_learning_rate(self.model.optimizer)
+            logs["divergence_steps_skipped"] = sum(r.steps_skipped for r in self.recoveries)
+            logs["divergence_rate_restores"] = len(self.restores)
+            logs.update(RateSteps.rates(model.optimizer))
 
     def _lookup(self, logs):
         value = (logs or {}).get(self.monitor)
@@ -305,50 +370,95 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             return None
         return float(value)
 
-    def _is_spike(self, value):
-        if self.best is None or self.best == 0.0:
-            return False
-        return value - self.best > (self.spike_factor - 1.0) * abs(self.best)
+    # ------------------------------------------------------------------ the decision
+    @staticmethod
+    def _rise(value, reference):
+        """``(value - reference) / abs(reference)``; None without a scale (none yet, or 0)."""
+        if reference is None or reference == 0.0:
+            return None
+        return (value - reference) / abs(reference)
 
-    def _check(self, value, step, reset_metrics=True):
+    def _update_best(self, value, steps):
+        weight = 1.0 - math.exp(-steps / SMOOTHING_STEPS)
+        self._average = value if self._average is None else (
+            self._average + weight * (value - self._average))
+        self.best = value if self.best is None else min(self.best, value)
+        self.smoothed_best = (self._average if self.smoothed_best is None
+                              else min(self.smoothed_best, self._average))
+
+    def _check(self, model, value, step, steps, reset_metrics=True):
         if self.stopped:
             return
-        check_guards(self.model.optimizer)
+        check_guards(model.optimizer)
         if value is None:
             return
-        reason = None
-        if not math.isfinite(value) or self._is_spike(value):
-            reason = f"`{self.monitor}` diverged ({value:.4g})"
-        else:
-            snapshot = self._capture()
-            if snapshot is not None:
-                self.best = value if self.best is None else min(self.best, value)
-                self._snapshot = snapshot
-                return
+        spike = self._rise(value, self.smoothed_best)
+        if not math.isfinite(value) or (spike is not None and spike > self.spike_factor - 1.0):
+            self._recover(model, f"`{self.monitor}` diverged ({value:.4g})", value, step,
+                          reset_metrics)
+            return
+        rise = self._rise(value, self.best)
+        near_best = rise is None or rise <= self.tolerance
+        self._bad_checks = 0 if near_best else self._bad_checks + 1
+        if self.patience is not None and self._bad_checks >= self.patience:
+            self._recover(model, f"`{self.monitor}` stayed above the best ({self.best:.4g}) by "
+                          f"more than tolerance={self.tolerance:g} for {self._bad_checks} "
+                          f"checks ({value:.4g})", value, step, reset_metrics)
+            return
+        self._update_best(value, steps)
+        candidate, finite = self._copier.take(self._steps_done(model))
+        if not finite:
             # A finite value but NaN/inf in the state (say BatchNorm statistics after a NaN
             # batch the optimizer skipped): never snapshot it, roll back instead.
-            reason = f"the model state became non-finite (`{self.monitor}`={value:.4g})"
-        self._restore()
+            self._recover(model, f"the model state became non-finite (`{self.monitor}`="
+                          f"{value:.4g})", value, step, reset_metrics)
+            return
+        if near_best:
+            if self._candidate is not None:
+                self._verified = self._candidate
+            self._good_checks += 1
+            if (self.restore_after is not None and self._good_checks >= self.restore_after
+                    and len(self._rates) > self._floor):
+                self._rates.undo(model.optimizer)
+                rate = RateSteps.rates(model.optimizer)
+                self.restores.append(RateRestore(self._epoch, step, next(iter(rate.values()))))
+                self._good_checks = 0
+                self._on_probation = True
+            elif self._on_probation and self._good_checks >= (self.restore_after or 0):
+                self._on_probation = False
+        else:
+            self._good_checks = 0
+        self._candidate = candidate
+
+    def _recover(self, model, reason, value, step, reset_metrics):
+        steps_done = self._steps_done(model)
+        self._copier.restore(self._verified)  # with keep_step=False, the step counts too
+        self._candidate = None
+        self._good_checks = self._bad_checks = 0
         where = f"epoch {self._epoch}" + ("" if step is None else f", step {step}")
+        skipped = steps_done - self._verified.step
         if len(self.recoveries) >= self.max_recoveries:
             self.stopped = True
-            self.model.stop_training = True
+            model.stop_training = True
             warnings.warn(
                 f"DivergenceGuard: {reason} at {where} after "
                 f"{len(self.recoveries)} recoveries (max_recoveries={self.max_recoveries}); "
-                "training stopped with the last good weights restored.",
-                stacklevel=2,
+                "training stopped with the last verified weights restored.",
+                stacklevel=3,
             )
             return
-        _, new_rate = multiply_learning_rate(
-            self.model.optimizer, self.lr_factor, caller="DivergenceGuard"
-        )
-        self.recoveries.append((self._epoch, step, value, new_rate))
+        if self._on_probation:
+            # The last restore brought back a rate that diverged again: keep it lowered.
+            self._floor = len(self._rates) + 1
+            self._on_probation = False
+        self._rates.lower(model.optimizer, self.lr_factor)
+        rate = next(iter(RateSteps.rates(model.optimizer).values()))
+        self.recoveries.append(Recovery(self._epoch, step, value, rate, skipped))
         if step is not None and reset_metrics:
             # Mid-epoch: the running means hold the diverged batches; restart them.
             self._before_reset = {
-                key: _host(value) for key, value in self.model.get_metrics_result().items()
+                key: _host(v) for key, v in model.get_metrics_result().items()
             }
-            self.model.reset_metrics()
+            model.reset_metrics()
             self._measured = False
             self._reset_window(step)

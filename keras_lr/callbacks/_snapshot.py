@@ -1,0 +1,131 @@
+"""Device-side snapshots of training state, for `DivergenceGuard`.
+
+A snapshot is a list of copies of the variables' values, kept where the variables live (the
+accelerator's memory, or host memory on a CPU backend), never copied to NumPy. Taking one is a
+single compiled call per backend that copies every value and tells whether the floating-point
+ones are all finite, so the only host round trip is one boolean:
+
+* TensorFlow: a `tf.function` of ``tf.identity`` reads. A read shares the variable's buffer;
+  the next in-place update of the variable copies it first (TensorFlow's copy-on-write for
+  resource variables), so the copy costs one buffer copy per variable, done on the device.
+* JAX: a `jax.jit` of ``jnp.copy`` over the arrays (fresh buffers, so the train step's donation
+  of its state buffers never deletes a snapshot). On JAX the values must be read after the
+  trainer's state was written back to the variables: callers read through ``callback.model``.
+* PyTorch: ``clone`` under ``torch.no_grad`` (eager; one kernel per variable).
+
+Restoring assigns copies (a snapshot may be restored more than once).
+
+Reference:
+    Chowdhery et al., "PaLM: Scaling Language Modeling with Pathways", 2022, section 5.1
+    (restart from a checkpoint before a loss spike).
+"""
+
+from __future__ import annotations
+
+import keras
+
+__all__ = ["Copier", "Snapshot"]
+
+
+class Snapshot:
+    """Copies of the values of `variables`, taken after `step` optimizer steps."""
+
+    __slots__ = ("step", "values")
+
+    def __init__(self, values, step):
+        self.values = values
+        self.step = step
+
+
+def _tensorflow_copier(variables, tested):
+    import tensorflow as tf
+
+    @tf.function(autograph=False)
+    def copy():
+        values = [tf.identity(v.value) for v in variables]
+        flags = [tf.reduce_all(tf.math.is_finite(values[i])) for i in tested]
+        return values, tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+    def restore(values):
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+    return copy, restore
+
+
+def _jax_copier(variables, tested):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def _copy(arrays):
+        copies = [jnp.copy(a) for a in arrays]
+        flags = [jnp.all(jnp.isfinite(arrays[i])) for i in tested]
+        return copies, jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
+
+    def copy():
+        return _copy([v.value for v in variables])
+
+    def restore(values):
+        copies, _ = _copy(list(values))
+        for variable, value in zip(variables, copies, strict=True):
+            variable.assign(value)
+
+    return copy, restore
+
+
+def _torch_copier(variables, tested):
+    import torch
+
+    def copy():
+        with torch.no_grad():
+            values = [v.value.detach().clone() for v in variables]
+            flags = [torch.isfinite(values[i]).all() for i in tested]
+            return values, torch.stack(flags).all() if flags else torch.tensor(True)
+
+    def restore(values):
+        with torch.no_grad():
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value.clone())
+
+    return copy, restore
+
+
+_COPIERS = {
+    "tensorflow": _tensorflow_copier,
+    "jax": _jax_copier,
+    "torch": _torch_copier,
+}
+
+
+class Copier:
+    """Takes and restores snapshots of a fixed list of variables on the current backend.
+
+    Args:
+        variables: the `keras.Variable`s to copy, in a fixed order.
+        untested: ids of variables allowed to be non-finite in a good state.
+    """
+
+    def __init__(self, variables, untested=()):
+        backend = keras.backend.backend()
+        if backend not in _COPIERS:
+            raise NotImplementedError(
+                f"DivergenceGuard supports the TensorFlow, JAX and PyTorch backends, not "
+                f"{backend!r}."
+            )
+        self.variables = list(variables)
+        untested = set(untested)
+        tested = [
+            i for i, v in enumerate(self.variables)
+            if id(v) not in untested and "float" in str(v.dtype)
+        ]
+        self._copy, self._restore = _COPIERS[backend](self.variables, tested)
+
+    def take(self, step):
+        """``(snapshot, finite)``: a copy of the current values and whether all are finite."""
+        values, finite = self._copy()
+        return Snapshot(values, step), bool(keras.ops.convert_to_numpy(finite))
+
+    def restore(self, snapshot):
+        """Assign the snapshot's values to the variables."""
+        self._restore(snapshot.values)

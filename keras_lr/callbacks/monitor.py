@@ -42,6 +42,7 @@ def learning_rate_logs(optimizer) -> dict:
       shared `lr_scale` of keras-lr wrappers; ``lr_scale`` itself when there is one;
     * with `LayerwiseLR`: ``learning_rate/x<m>`` for every distinct multiplier `m` (per-unit
       array multipliers: ``learning_rate/<rule>`` at the largest value);
+    * with `ScheduledMomentum`: ``momentum``, the momentum (or ``beta_1``) of the last step;
     * with `GradientGuard`: ``grad_norm`` (global gradient norm of the last step, before
       clipping), ``clipped_steps`` and ``skipped_steps`` (totals since the guard was built).
 
@@ -68,6 +69,11 @@ def _single_logs(optimizer):
     if scale is not None:
         logs["lr_scale"] = float(ops.convert_to_numpy(scale))
     logs.update(_layerwise_entries(optimizer, rate))
+    from keras_lr.optimizers.momentum import current_momentum
+
+    momentum = current_momentum(optimizer)
+    if momentum is not None:
+        logs["momentum"] = momentum
     guard = find_guard(optimizer)
     if guard is not None:
         stats = guard.stats()

@@ -8,6 +8,7 @@ from keras_lr.optimizers.base import (
     unwrap,
 )
 from keras_lr.optimizers.layerwise import LayerwiseLR, LayerwiseRow
+from keras_lr.optimizers.momentum import ScheduledMomentum, current_momentum, momentum_attribute
 from keras_lr.optimizers.rules import Paths, discriminative, gate_multipliers, layer_decay
 
 __all__ = [
@@ -15,11 +16,14 @@ __all__ = [
     "LayerwiseLR",
     "LayerwiseRow",
     "Paths",
+    "ScheduledMomentum",
     "base_optimizer",
     "current_learning_rate",
+    "current_momentum",
     "discriminative",
     "find_lr_scale",
     "gate_multipliers",
     "layer_decay",
+    "momentum_attribute",
     "unwrap",
 ]

@@ -1,9 +1,11 @@
 """Run the study's work units as tasks on a Dask distributed cluster.
 
 `run_study(plan, directory, client=client)` hands its runs to `run_units` instead of training
-them in its own process. A *work unit* is what `keras_lr.study.runner.run_group` trains as one
-batch: the runs of one group and seed (one compiled model and optimizer; a replicated model
-where the parallel engine applies), or one range test. Each unit is one Dask task:
+them in its own process. A *work unit* is everything one compiled model serves: the runs of one
+group (`keras_lr.study.runner.run_group`: one model and optimizer, each seed's batch in a
+replicated model where the parallel engine applies), or the range tests of one model and
+optimizer; a group is split by seed only while there are fewer units than workers (`units`).
+Each unit is one Dask task:
 
 * the client sends the configs as plain dicts (``dataclasses.asdict``) and receives the
   records, which it alone appends to ``runs.jsonl`` (each key at most once) and turns into the
@@ -44,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -52,7 +53,7 @@ from collections.abc import Iterable, Iterator
 from keras_lr.study.grid import RangeTestConfig, RunConfig
 
 __all__ = ["THREADS_ENV", "DaskMissing", "close", "connect", "run_units", "units",
-           "worker_threads"]
+           "worker_env", "worker_threads"]
 
 #: Environment variable: TensorFlow intra-op threads of each worker process.
 THREADS_ENV = "KERAS_LR_THREADS"
@@ -119,22 +120,44 @@ def close(client, cluster=None) -> None:
         cluster.close()
 
 
-def units(todo: Iterable) -> list[list]:
-    """Split configs into work units, in order: the runs of one group and seed (a
-    `run_group` batch), or a single range test.
+def _unit_key(config) -> tuple:
+    """What one compiled model serves: a run's group; a range test's family, data, optimizer,
+    size and limit (`Runner.run_range_test` keeps one compiled model for those)."""
+    if config.kind == "run":
+        return ("run", config.group)
+    return ("range_test", config.family, config.data, config.optimizer, config.size,
+            config.limit, config.batch_size)
+
+
+def units(todo: Iterable, workers: int | None = None) -> list[list]:
+    """Split configs into work units: all the configs one compiled model serves (a run group,
+    or the range tests of one model and optimizer), so each compiles once on the cluster.
+
+    Compiling dominates these small runs (measured: 20-45 s for a group's first run on a
+    loaded 2-core machine, 0.4 s for each later one), so a group is only split, by seed, while
+    there are fewer units than `workers`: the largest unit first.
 
     Example:
         >>> from keras_lr.study.grid import RunConfig
         >>> runs = [RunConfig("mlp", "digits", "adam", lr, seed) for seed in (0, 1)
         ...         for lr in (0.01, 0.1)]
-        >>> [len(u) for u in units(runs)]
-        [2, 2]
+        >>> sizes = [len(u) for u in units(runs)]
+        >>> sizes, [len(u) for u in units(runs, workers=2)]
+        ([4], [2, 2])
     """
-    out = []
-    for (kind, _, _), chunk in itertools.groupby(
-            todo, key=lambda c: (c.kind, getattr(c, "group", c.key), c.seed)):
-        chunk = list(chunk)
-        out += [chunk] if kind == "run" else [[c] for c in chunk]
+    grouped: dict = {}
+    for config in todo:
+        grouped.setdefault(_unit_key(config), []).append(config)
+    out = [sorted(u, key=lambda c: c.seed) for u in grouped.values()]
+    while workers and len(out) < workers:
+        splittable = [u for u in out if len({c.seed for c in u}) > 1]
+        if not splittable:
+            break
+        largest = max(splittable, key=len)
+        out.remove(largest)
+        seeds = sorted({c.seed for c in largest})
+        half = set(seeds[: len(seeds) // 2])
+        out += [[c for c in largest if c.seed in half], [c for c in largest if c.seed not in half]]
     return out
 
 
@@ -202,9 +225,10 @@ def run_units(client, todo: list, parallel="auto") -> Iterator[tuple]:
     """
     distributed = _import_distributed()
     by_key = {c.key: c for c in todo}
+    workers = len(client.scheduler_info().get("workers", {})) or None
     futures = [client.submit(_work, unit[0].kind, [dataclasses.asdict(c) for c in unit],
                              parallel, key=_task_key(unit), pure=False)
-               for unit in units(todo)]
+               for unit in units(todo, workers)]
     seen = set()
     try:
         for future in distributed.as_completed(futures):

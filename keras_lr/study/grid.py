@@ -415,7 +415,7 @@ def standard_plan(quick: bool = False, seeds: int | None = None, epochs: int | N
 
     Default: rates ``1e-4:1:9``, 3 seeds, 5 epochs, all samples. Quick (reduced, what fits on
     a small shared machine): MLP and CNN only, rates ``1e-4:1:5``, 2 seeds, 2 epochs, at most
-    10,000 samples a data set, sub-studies warmup and layer-wise.
+    5,000 samples a data set (all of MNIST-5k), sub-studies warmup and layer-wise.
 
     Raises:
         ValueError: none of the data sets is available (the message says how to get them).
@@ -433,7 +433,7 @@ def standard_plan(quick: bool = False, seeds: int | None = None, epochs: int | N
     upper = rates[1:] if quick else rates[2:]
     seeds_ = tuple(range(seeds if seeds is not None else (2 if quick else 3)))
     common = dict(epochs=epochs or (2 if quick else 5), batch_size=32, size="standard",
-                  limit=10_000 if quick else None)
+                  limit=5000 if quick else None)
     fixed = {k: common[k] for k in ("batch_size", "size", "limit")}
     stages = []
     for name in present:

@@ -96,8 +96,7 @@ class _ParallelTrainer:
         self.opt_initial = [np.array(keras.ops.convert_to_numpy(v)) for v in self.opt_variables]
         self.batch_size = config.batch_size
         self.n_train = len(ds.x_train)
-        x_train, y_train = tf.constant(ds.x_train), tf.constant(ds.y_train)
-        x_val, y_val = tf.constant(ds.x_val), tf.constant(ds.y_val)
+        x_train, y_train, x_val, y_val = self.data.tensors()  # shared by every trainer
         regression, baseline_mse = self.data.regression, float(self.data.baseline_mse)
         ops = keras.ops
 

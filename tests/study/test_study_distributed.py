@@ -44,15 +44,23 @@ def _expected_keys(plan):
     return set(keys) | {c.key for c in plan.stages[1].configs([{}] * len(keys))}
 
 
-def test_units_follow_run_group_batches():
-    runs = [RunConfig("mlp", "digits", o, lr, s) for o in ("adam", "sgd") for s in (0, 1)
+def test_units_are_what_one_compiled_model_serves():
+    runs = [RunConfig("mlp", "digits", o, lr, s) for o in ("adam", "sgd") for s in (0, 1, 2)
             for lr in (0.1, 0.01)]
+    warm = [RunConfig("mlp", "digits", "adam", 0.1, s, schedule="warmup") for s in (0, 1)]
     tests = [RangeTestConfig("mlp", "digits", "adam", s) for s in (0, 1)]
-    units = distributed.units(runs + tests)
-    assert [len(u) for u in units] == [2, 2, 2, 2, 1, 1]
-    for unit in units[:4]:
-        assert len({(c.group, c.seed) for c in unit}) == 1
-    assert sum(units, []) == runs + tests
+    units = distributed.units(runs + warm + tests)
+    assert [len(u) for u in units] == [8, 6, 2]  # adam (with its warmup runs), sgd, tests
+    for unit in units[:2]:
+        assert len({c.group for c in unit}) == 1
+        assert [c.seed for c in unit] == sorted(c.seed for c in unit)
+    assert sorted(sum(units, []), key=str) == sorted(runs + warm + tests, key=str)
+    # fewer units than workers: the largest is split by seed, never below one seed
+    split = distributed.units(runs + warm + tests, workers=5)
+    assert len(split) == 5 and all(len({c.group for c in u if c.kind == "run"}) <= 1
+                                   for u in split)
+    one = distributed.units(runs[:2], workers=8)  # one group, one seed: nothing to split
+    assert [len(u) for u in one] == [2]
 
 
 def test_waves_submit_fixed_stages_together():

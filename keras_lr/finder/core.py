@@ -5,20 +5,14 @@ The model trains for `num_steps` batches while the rate grows exponentially from
 (rate too small), then falls, then blows up (rate too large); a good rate sits on the falling
 part (see `LRFinderResult.suggestion`).
 
-How it runs (TensorFlow backend): a `tf.function` runs up to `steps_per_chunk` training steps
-in a `tf.while_loop` -- each step sets the rate, resets the model's metrics and calls
-``model.train_step(batch)`` (XLA-compiled when ``model.jit_compile``, like `model.fit`) -- and
-collects the losses in a `TensorArray`, updating the smoothed loss and the stop tests on the
-way, so the host reads the losses once per chunk, not once per step.
-
-The rate reaches the optimizer without retracing anything of Keras's: if the innermost plain
-optimizer holds its rate in a variable (it was built with a float), that variable is assigned
-each step and its value put back at the end; if it holds a `LearningRateSchedule` (or a
-callable), a private schedule that reads the finder's rate variable is installed with the
-public ``optimizer.learning_rate`` setter and the original object is set back at the end. The
-model's cached ``train_function`` is never touched and stays valid. The traced loop is cached
-on the model (a plain attribute, never saved) and re-traced only when the model is recompiled
-or its optimizer changes, so repeated range tests pay the tracing once, like ``model.fit``.
+How it runs: the batches are planned in NumPy (`finder.data`), the same on every backend;
+the steps run in compiled chunks where the backend can (TensorFlow: a `tf.while_loop` in one
+`tf.function`; JAX: a jitted `jax.lax.scan` over the stateless train step), one by one on
+PyTorch, each step setting the rate, resetting the model's metrics and calling
+``model.train_step`` (see `finder.loop`). The model's cached ``train_function`` is never
+touched and stays valid. The loop is cached on the model (a plain attribute, never saved) and
+built again only when the model is recompiled or its optimizer changes, so repeated range tests
+pay the tracing once, like ``model.fit``.
 """
 
 from __future__ import annotations
@@ -27,7 +21,8 @@ import keras
 import numpy as np
 
 from keras_lr._validation import check_float, check_int, fail
-from keras_lr.finder.loop import RangeTestRate, compiled_loop, run_loop
+from keras_lr.finder.data import batches
+from keras_lr.finder.loop import make_loop
 from keras_lr.finder.result import LRFinderResult
 
 __all__ = ["find_lr", "range_test_rates"]
@@ -104,9 +99,11 @@ def find_lr(
         stop_factor: stop once the smoothed loss exceeds this multiple of its best, > 1.
         restore: put the model and optimizer state back afterwards (see above). With False the
             model keeps the state reached at the last step run.
-        shuffle: shuffle array inputs (reshuffled at each pass over the data).
-        seed: shuffle seed for array inputs.
-        steps_per_chunk: steps run per compiled call; the host reads the losses once per call.
+        shuffle: shuffle array inputs (a NumPy permutation per pass over the data, the same
+            on every backend).
+        seed: shuffle seed for array inputs (``numpy.random.default_rng(seed)``).
+        steps_per_chunk: steps run per compiled call (TensorFlow, jit-compiled JAX); the host
+            reads the losses once per call. PyTorch runs and reads one step at a time.
 
     Returns:
         An `LRFinderResult` (rates, losses, smoothed losses, stop reason, suggestions, plot).
@@ -114,7 +111,7 @@ def find_lr(
     Raises:
         TypeError: `model` is not a Keras model, or the optimizer has no single rate.
         ValueError: a bad argument, an uncompiled model, empty data, a backend other than
-            TensorFlow.
+            TensorFlow, JAX and PyTorch.
 
     Example:
 
@@ -149,32 +146,21 @@ def find_lr(
     steps_per_chunk = check_int("steps_per_chunk", steps_per_chunk, minimum=1)
     if seed is not None:
         seed = check_int("seed", seed)
-    optimizer = model.optimizer
-    inner = _innermost_optimizer(optimizer)
+    inner = _innermost_optimizer(model.optimizer)
 
-    import tensorflow as tf
-
-    dataset = _dataset(tf, x, y, batch_size, shuffle, seed)
-    _build(model, dataset.element_spec)
+    stream = batches(x, y, batch_size, shuffle, seed, num_steps)
+    _build(model, stream.first())
 
     rates = range_test_rates(start_lr, end_lr, num_steps)
-    loop = compiled_loop(tf, model, inner)
-    state = loop.state(tf, [*model.variables, *model.metrics_variables, *optimizer.variables])
-    saved = state.read()  # on-device copies, bit for bit
-    original_lr = inner._learning_rate
-    saved_rate = np.array(keras.ops.convert_to_numpy(loop.rate), copy=True)
+    loop = make_loop(model, inner)
+    saved = loop.save()
     try:
-        if loop.install:
-            inner.learning_rate = RangeTestRate(loop.rate)
-        losses, smoothed, reason = run_loop(
-            tf, loop, dataset, rates, smoothing, stop_factor, steps_per_chunk
-        )
+        with loop.driving():
+            losses, smoothed, reason = loop.run(
+                stream, rates, smoothing, stop_factor, steps_per_chunk, exact=not restore
+            )
     finally:
-        if loop.install:
-            inner.learning_rate = original_lr
-        loop.rate.assign(saved_rate)
-        if restore:
-            state.write(saved)
+        loop.finish(saved if restore else None)
 
     return LRFinderResult(
         learning_rates=rates[: len(losses)],
@@ -193,11 +179,6 @@ def find_lr(
 def _check_model(model):
     if not isinstance(model, keras.Model):
         fail("model", "must be a `keras.Model`", model, TypeError)
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "find_lr runs on the TensorFlow backend only. "
-            f"Received: keras.backend.backend()={keras.backend.backend()!r}"
-        )
     if not getattr(model, "compiled", False) or model.optimizer is None:
         raise ValueError(
             "Argument `model` must be compiled with an optimizer and a loss: call "
@@ -228,42 +209,13 @@ def _innermost_optimizer(optimizer):
     return optimizer
 
 
-def _dataset(tf, x, y, batch_size, shuffle, seed):
-    """An endless dataset of batches: the arrays batched (and shuffled), or the dataset cycled."""
-    if isinstance(x, tf.data.Dataset):
-        if y is not None:
-            raise ValueError(
-                "Argument `y` must be None when `x` is a tf.data.Dataset (it yields the "
-                f"targets). Received: y of type {type(y).__name__}"
-            )
-        if int(x.cardinality()) == 0:
-            raise ValueError("Argument `x` is an empty tf.data.Dataset. Received: x=" + repr(x))
-        return x.repeat()
-    if x is None:
-        fail("x", "must be arrays or a tf.data.Dataset", x)
-    data = x if y is None else (x, y)
-    sizes = {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in tf.nest.flatten(data)}
-    if len(sizes) != 1 or -1 in sizes:
-        raise ValueError(
-            "Arguments `x` and `y` must be arrays with the same number of samples (first "
-            f"dimension). Received: sizes {sorted(sizes)}"
-        )
-    (size,) = sizes
-    if size == 0:
-        raise ValueError("Argument `x` must contain at least one sample. Received: 0 samples")
-    dataset = tf.data.Dataset.from_tensor_slices(data)
-    if shuffle:
-        dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE)
-
-
-def _build(model, spec):
+def _build(model, batch):
     """Build the model, its compiled metrics/loss and its optimizer as `model.fit` would.
 
-    `spec` is the dataset's element spec: Keras builds from shapes and dtypes only.
+    `batch` is the first batch: Keras builds from its shapes and dtypes only.
     """
     symbolic_build = getattr(model, "_symbolic_build", None)
     if symbolic_build is not None:
-        symbolic_build(data_batch=spec)
+        symbolic_build(data_batch=batch)
     elif not model.optimizer.built:  # pragma: no cover - older Keras
         model.optimizer.build(model.trainable_variables)

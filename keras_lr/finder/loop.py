@@ -1,12 +1,23 @@
-"""The compiled range-test loop behind `find_lr`, its cache and the state copy.
+"""The range-test loop behind `find_lr`: what every backend shares, and the per-model cache.
 
-A `tf.function` runs up to ``steps_per_chunk`` training steps in a `tf.while_loop`; each step
-assigns the rate, resets the model's metrics and calls ``model.train_step(batch)``
-(XLA-compiled when ``model.jit_compile``, like `model.fit`). The losses are collected in a
-`TensorArray` and the smoothed loss and both stop tests are computed in the graph, so the host
-reads the losses once per chunk and a stop is exact to the step. The traced loop is cached on
-the model (a plain attribute that is never saved) and traced again only when the model is
-recompiled or its optimizer changes.
+Each backend has one small module with a ``Loop`` class (`tf_loop`, `jax_loop`, `torch_loop`):
+
+* TensorFlow: a `tf.function` runs a chunk of steps in a `tf.while_loop` (the smoothed loss and
+  the stop tests in the graph, float64);
+* JAX: a jitted `jax.lax.scan` runs a chunk of steps over ``model.train_step(state, batch)``
+  (the stateless train step of Keras's JAX trainer), or the steps one by one when the model is
+  not jit-compiled;
+* PyTorch: the steps one by one through ``model.train_step(batch)`` (torch-compiled when
+  ``model.jit_compile``).
+
+On JAX and PyTorch the host keeps the smoothed loss and makes the stop decision, in float64
+with the formula of the TensorFlow graph (`Smoother`), so a curve is the same on every backend.
+
+A ``Loop`` offers ``save()`` (an exact copy of the state `find_lr` restores), ``driving()`` (a
+context that routes each step's rate to the innermost optimizer and puts the optimizer's own
+rate back), ``run(...)`` and ``finish(saved)`` (write back the saved state, or on JAX the
+state reached). The loop is cached on the model (a plain attribute, never saved) and built
+again when the model is recompiled or its optimizer changes.
 """
 
 from __future__ import annotations
@@ -16,25 +27,30 @@ import math
 import keras
 import numpy as np
 
-__all__ = ["RangeTestRate", "compiled_loop", "run_loop"]
+__all__ = ["RangeTestRate", "Smoother", "make_loop", "unique_variables"]
 
-_CODES = {0: "completed", 1: "diverged", 2: "non-finite"}
+CODES = {0: "completed", 1: "diverged", 2: "non-finite"}
+_CACHE_ATTR = "_keras_lr_finder_loop"
 
 
 class RangeTestRate(keras.optimizers.schedules.LearningRateSchedule):
     """Private schedule installed for the duration of a range test: reads the finder's rate.
 
-    Never saved: `find_lr` always puts the optimizer's own schedule back before it returns.
+    `source` is a `keras.Variable` (TensorFlow, PyTorch) or a zero-argument callable returning
+    the current step's rate (JAX, where it returns the traced rate of the step being traced).
+    Never saved: `find_lr` always puts the optimizer's own rate back before it returns.
     """
 
-    def __init__(self, rate):
-        self.rate = rate
+    def __init__(self, source):
+        self.source = source
 
     def __call__(self, step):
-        return keras.ops.convert_to_tensor(self.rate)
+        value = self.source() if callable(self.source) else self.source
+        return keras.ops.convert_to_tensor(value)
 
 
-def _unique(variables):
+def unique_variables(variables):
+    """`variables` without repeats (by identity), in order."""
     seen, out = set(), []
     for variable in variables:
         if id(variable) not in seen:
@@ -43,65 +59,64 @@ def _unique(variables):
     return out
 
 
-class _State:
-    """Read and write a fixed list of variables in one compiled call each."""
+class Smoother:
+    """The host-side smoothed loss and stop tests, exactly the TensorFlow graph's arithmetic.
 
-    def __init__(self, tf, variables):
-        self.variables = variables
-
-        @tf.function
-        def read():
-            return [tf.identity(v.value) for v in variables]
-
-        @tf.function
-        def write(values):
-            for variable, value in zip(variables, values):
-                variable.assign(value)
-
-        self.read, self._write = read, write
-
-    def write(self, values):
-        self._write(list(values))
-
-    def matches(self, variables):
-        return len(variables) == len(self.variables) and all(
-            a is b for a, b in zip(variables, self.variables)
-        )
-
-
-# ---------------------------------------------------------------------- the loop
-class _Loop:
-    """The traced range-test loop of one compiled model, cached on the model.
-
-    Attributes:
-        key: the objects the trace depends on (optimizer, innermost optimizer, its rate
-            variable, the compiled loss/metrics, execution mode); compared by identity.
-        rate: the variable the loop assigns each step's rate to: the innermost optimizer's
-            own rate variable, or a private one read by an installed `RangeTestRate`.
-        install: whether `RangeTestRate(rate)` must be installed for the run.
-        chunk: ``chunk(iterator, rates, first, count, avg, best, beta, factor)``.
+    ``push(i, loss)`` records step ``i``'s loss (a float32 value, computed on in float64) and
+    returns 0 (go on), 1 (diverged: step ``i`` kept) or 2 (non-finite: step ``i`` dropped).
     """
 
-    def __init__(self, key, rate, install, chunk):
-        self.key, self.rate, self.install, self.chunk = key, rate, install, chunk
-        self._state = None
+    def __init__(self, smoothing, stop_factor):
+        self.beta, self.factor = float(smoothing), float(stop_factor)
+        self.avg, self.best = 0.0, math.inf
+        self.losses, self.smoothed = [], []
 
-    def matches(self, key):
-        return len(key) == len(self.key) and all(a is b for a, b in zip(key, self.key))
+    def push(self, i, loss):
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return 2
+        avg = self.beta * self.avg + (1.0 - self.beta) * loss
+        value = avg / (1.0 - self.beta ** (i + 1))
+        self.avg, self.best = avg, min(self.best, value)
+        self.losses.append(loss)
+        self.smoothed.append(value)
+        return 1 if self.best > 0.0 and value > self.factor * self.best else 0
 
-    def state(self, tf, variables):
-        """The `_State` of these variables (deduplicated), cached while the list is the same."""
-        variables = _unique(variables)
-        if self._state is None or not self._state.matches(variables):
-            self._state = _State(tf, variables)
-        return self._state
+    def result(self, code):
+        return np.array(self.losses), np.array(self.smoothed), CODES[code]
 
 
-_CACHE_ATTR = "_keras_lr_finder_loop"
+def same_shape_runs(batches):
+    """Split a list of batches into runs of consecutive batches with the same leaf shapes."""
+    runs, shapes = [], None
+    for batch in batches:
+        key = tuple(np.shape(leaf) for leaf in keras.tree.flatten(batch))
+        if key != shapes:
+            runs.append([])
+            shapes = key
+        runs[-1].append(batch)
+    return runs
 
 
-def compiled_loop(tf, model, inner):
-    """Return the model's cached `_Loop`, tracing a new one when the model was recompiled."""
+def backend_module():
+    """The loop module of the current Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from keras_lr.finder import tf_loop as module
+    elif backend == "jax":
+        from keras_lr.finder import jax_loop as module
+    elif backend == "torch":
+        from keras_lr.finder import torch_loop as module
+    else:
+        raise ValueError(
+            "find_lr runs on the TensorFlow, JAX and PyTorch backends. "
+            f"Received: keras.backend.backend()={backend!r}"
+        )
+    return module
+
+
+def make_loop(model, inner):
+    """The model's cached ``Loop``, built again when the model was recompiled."""
     learning_rate = inner._learning_rate
     variable = learning_rate if isinstance(learning_rate, keras.Variable) else None
     key = (
@@ -110,99 +125,30 @@ def compiled_loop(tf, model, inner):
         bool(model.jit_compile), bool(model.run_eagerly),
     )
     loop = model.__dict__.get(_CACHE_ATTR)
-    if loop is not None and loop.matches(key):
+    if loop is not None and len(key) == len(loop.key) and all(
+        a is b for a, b in zip(key, loop.key)
+    ):
         return loop
-    if variable is None:
-        rate = keras.Variable(0.0, dtype="float32", trainable=False, name="lr_finder_rate")
-    else:
-        rate = variable
-    loop = _Loop(key, rate, variable is None, _make_chunk_function(tf, model, rate))
-    # Plain attribute, bypassing Keras/TF tracking: never saved, never in `model.variables`.
+    loop = backend_module().Loop(model, inner, key)
+    # Plain attribute, bypassing Keras tracking: never saved, never in `model.variables`.
     object.__setattr__(model, _CACHE_ATTR, loop)
     return loop
 
 
-def _make_chunk_function(tf, model, rate_variable):
-    @tf.autograph.experimental.do_not_convert
-    def one_step(data):
-        model.reset_metrics()  # the logged "loss" is then this batch's loss alone
-        logs = model.train_step(data)
-        if not isinstance(logs, dict) or "loss" not in logs:
-            raise ValueError(
-                "find_lr reads the batch loss from `model.train_step(data)['loss']`; this "
-                f"model's train_step returned {type(logs).__name__} without a 'loss' entry."
-            )
-        return tf.cast(tf.reshape(logs["loss"], []), tf.float64)
+def run_on_host(loop, batches, rates, smoothing, stop_factor, steps_per_chunk, exact):
+    """Drive `loop.chunk` over the test (JAX, PyTorch): the host smooths and stops.
 
-    if not model.run_eagerly:
-        one_step = tf.function(one_step, jit_compile=bool(model.jit_compile), reduce_retracing=True)
-
-    @tf.autograph.experimental.do_not_convert
-    def chunk(iterator, rates, first, count, avg, best, beta, factor):
-        def cond(j, raw, smooth, avg, best, code):
-            return tf.logical_and(j < count, tf.equal(code, 0))
-
-        def body(j, raw, smooth, avg, best, code):
-            i = first + j
-            data = iterator.get_next()
-            rate_variable.assign(tf.cast(rates[i], rate_variable.dtype))
-            loss = one_step(data)
-            finite = tf.math.is_finite(loss)
-            new_avg = beta * avg + (1.0 - beta) * loss
-            value = new_avg / (1.0 - tf.pow(beta, tf.cast(i + 1, tf.float64)))
-            new_best = tf.minimum(best, value)
-            diverged = tf.logical_and(new_best > 0.0, value > factor * new_best)
-            code = tf.where(finite, tf.where(diverged, 1, 0), 2)
-            return (
-                j + 1,
-                raw.write(j, loss),
-                smooth.write(j, value),
-                tf.where(finite, new_avg, avg),
-                tf.where(finite, new_best, best),
-                code,
-            )
-
-        def empty():  # two objects: eager TensorArrays are written in place
-            return tf.TensorArray(tf.float64, size=0, dynamic_size=True, element_shape=())
-
-        _, raw, smooth, avg, best, code = tf.while_loop(
-            cond, body, (tf.constant(0, tf.int32), empty(), empty(), avg, best, tf.constant(0)),
-            maximum_iterations=count,
-        )
-        return raw.stack(), smooth.stack(), avg, best, code
-
-    if not model.run_eagerly:
-        chunk = tf.function(chunk, reduce_retracing=True)
-    return chunk
-
-
-def run_loop(tf, loop, dataset, rates, smoothing, stop_factor, steps_per_chunk):
-    iterator = iter(dataset)
-    num_steps = len(rates)
-    constants = dict(
-        rates=tf.constant(rates, tf.float64),
-        beta=tf.constant(smoothing, tf.float64),
-        factor=tf.constant(stop_factor, tf.float64),
-    )
-    avg = tf.constant(0.0, tf.float64)
-    best = tf.constant(math.inf, tf.float64)
-    losses, smoothed, reason, done = [], [], "completed", 0
+    ``loop.chunk(batches, rates, first, smoother, exact)`` runs the steps of one run of
+    same-shaped batches, pushes each loss into `smoother` and returns the first non-zero code
+    (or 0). With `exact` the model state afterwards is the state after the last kept step.
+    """
+    smoother = Smoother(smoothing, stop_factor)
+    num_steps, done = len(rates), 0
     while done < num_steps:
         count = min(steps_per_chunk, num_steps - done)
-        try:
-            raw, smooth, avg, best, code = loop.chunk(
-                iterator, first=tf.constant(done, tf.int32), count=tf.constant(count, tf.int32),
-                avg=avg, best=best, **constants,
-            )
-        except tf.errors.OutOfRangeError:
-            raise ValueError("Argument `x` yielded no batch: the data is empty.") from None
-        raw, smooth, code = raw.numpy(), smooth.numpy(), int(code)
-        if code == 2:  # the last step's loss was NaN/inf: not recorded
-            raw, smooth = raw[:-1], smooth[:-1]
-        losses.append(raw)
-        smoothed.append(smooth)
-        done += len(raw)
-        if code:
-            reason = _CODES[code]
-            break
-    return np.concatenate(losses), np.concatenate(smoothed), reason
+        for run in same_shape_runs(batches.take(count)):
+            code = loop.chunk(run, rates[done : done + len(run)], done, smoother, exact)
+            done += len(run)
+            if code:
+                return smoother.result(code)
+    return smoother.result(0)

@@ -64,6 +64,19 @@ FIGURES: dict[str, tuple[int, list[str]]] = {
     "warmup": (1000, ["warmup(cosine_decay(1e-3, 900), 100)"]),
     "sequence": (1000, ["sequence([constant(1e-3), cosine_decay(1e-3, 500)], [500])"]),
     "per_epoch": (1000, ["per_epoch(step_decay(1e-3, step_size=3, gamma=0.5), 100)"]),
+    "product": (
+        1000,
+        ["product([cosine_decay(1e-3, 1000), linear_decay(0.25, 200, 1.0)])",
+         "product([step_decay(1e-3, 250, 0.5), exponential_decay(1.0, 0.999)])"],
+    ),
+    "one_cycle_momentum": (
+        1000,
+        ["one_cycle_momentum(1000)", "one_cycle_momentum(1000, three_phase=True)"],
+    ),
+    "cyclical_momentum": (
+        1000,
+        ['cyclical_momentum(100, mode="triangular")', 'cyclical_momentum(100, mode="triangular2")'],
+    ),
 }
 
 

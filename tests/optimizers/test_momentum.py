@@ -377,6 +377,20 @@ def test_composes_with_gradient_guard_skipping_a_nan_step(order, jit, clear_sess
     )
 
 
+@pytest.mark.parametrize("jit", JIT_MODES)
+def test_under_a_loss_scale_optimizer(jit, clear_session):
+    lr = S.OneCycle(0.05, STEPS, 0.3)
+
+    def driven():
+        return ScheduledMomentum(keras.optimizers.Adam(lr), lr.momentum_schedule())
+
+    scaled = keras_train(keras.optimizers.LossScaleOptimizer(driven(), initial_scale=64.0), jit)
+    plain = keras_train(driven(), jit)
+    for a, b in zip(weights(scaled), weights(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert current_momentum(scaled.optimizer) == pytest.approx(0.95)
+
+
 # ---------------------------------------------------------------- refusals
 
 

@@ -212,3 +212,16 @@ def test_cli_workers_runs_the_study_on_a_local_cluster(tmp_path, capsys):
     assert "keras-lr study: 3 runs" in capsys.readouterr().out  # 2 runs and 1 range test
     assert sum(_stored_keys(tmp_path / "o").values()) == 3
     assert "--workers 2" in (tmp_path / "o" / "report.md").read_text()
+
+
+@STUDY
+@pytest.mark.slow
+def test_cli_scheduler_joins_an_existing_cluster(cluster, tmp_path, capsys):
+    client, local = cluster
+    argv = ["study", "--models", "mlp", "--optimizers", "sgd", "--lrs", "1e-2,1e-1",
+            "--seeds", "2", "--epochs", "1", "--quick", "--no-progress",
+            "--scheduler", local.scheduler_address, "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    assert "keras-lr study: 6 runs" in capsys.readouterr().out  # 4 runs and 2 range tests
+    assert sum(_stored_keys(tmp_path / "o").values()) == 6
+    assert client.status == "running" and len(client.scheduler_info()["workers"]) == 2

@@ -381,7 +381,10 @@ def default_plan(quick: bool = False, seeds: int | None = None,
 def custom_plan(families: Sequence[str], data: str, optimizers: Sequence[str],
                 rates: Sequence[float], schedules: Sequence[str], clips: Sequence[str],
                 seeds: int, epochs: int, quick: bool = False) -> Plan:
-    """The cartesian product of the given options (the explicit CLI flags), plus range tests."""
+    """The cartesian product of the given options (the explicit CLI flags), plus range tests.
+
+    On a data set other than digits and adding the claims are measured on that data set
+    (`keras_lr.study.standard.evaluate_per_data`)."""
     common = dict(epochs=epochs, batch_size=32, size="quick" if quick else "default",
                   limit=600 if quick and data != "adding" else None)
     seeds_ = tuple(range(seeds))
@@ -394,8 +397,11 @@ def custom_plan(families: Sequence[str], data: str, optimizers: Sequence[str],
     settings = {"families": tuple(families), "data": data, "optimizers": tuple(optimizers),
                 "rates": tuple(rates), "schedules": tuple(schedules), "clips": tuple(clips),
                 "seeds": seeds, **common}
+    claims = None
+    if data not in ("digits", "adding"):  # the claims measured on this data set instead
+        from keras_lr.study.standard import evaluate_per_data as claims
     return Plan([Stage("grid", runs), Stage("range tests", tests)], tuple(rates),
-                "custom grid", settings)
+                "custom grid", settings, claims=claims)
 
 
 STANDARD_DATA = ("mnist5k", "fashion_mnist", "cifar10")

@@ -64,3 +64,12 @@ def test_standard_models_fit_28x28_and_32x32():
     for shape in ((28, 28, 1), (32, 32, 3)):
         model = models.build("cnn", shape, 10, **MODEL_KWARGS["standard"]["cnn"])
         assert model.get_layer("pool_2").output.shape[1:3] == (4, 4)
+
+
+def test_a_custom_grid_on_other_data_measures_its_claims_there():
+    plan = grid.custom_plan(("mlp",), "fashion_mnist", ("adam",), (0.01,), ("constant",),
+                            ("none",), seeds=1, epochs=1)
+    assert plan.claims is standard.evaluate_per_data
+    digits = grid.custom_plan(("mlp",), "digits", ("adam",), (0.01,), ("constant",),
+                              ("none",), seeds=1, epochs=1)
+    assert digits.claims is None

@@ -38,6 +38,13 @@ skip forever. Where that error comes from:
   counters) and the error is raised on the host by `GradientGuard.check()`, which the keras-lr
   callbacks `LRMonitor` and `DivergenceGuard` call at their cadence (every epoch, or every
   batch with ``every="batch"``); it raises `NonFiniteGradientsError`.
+* JAX: as under XLA (nothing raises inside a jitted step): `check()` raises on the host.
+* torch: the step runs eagerly and its conditional already reads the flag on the host, so the
+  step that reaches the limit raises `NonFiniteGradientsError` itself.
+
+On JAX, which allows no state change inside a conditional, both outcomes of a step are
+computed in their own `keras.StatelessScope` and the values of the taken one are assigned
+(the pattern of `keras.optimizers.LossScaleOptimizer`).
 
 The counters (`skipped_steps`, `clipped_steps`, `consecutive_skips`, `grad_norm`) are
 optimizer variables: saved in checkpoints and `model.save()`, read only when asked

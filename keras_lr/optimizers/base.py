@@ -35,8 +35,11 @@ keras_lr.optimizers.current_learning_rate(opt)   # schedule(iterations) * 0.5
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import ops
+from keras.src.optimizers.base_optimizer import BaseOptimizer
 
 __all__ = [
     "LRWrapper",
@@ -166,16 +169,22 @@ class _LRHook:
             return
         # Decoupled weight decay reads `optimizer.learning_rate`; give each variable its own
         # factor (scale x multiplier) while the original implementation runs for it.
+        optimizer = self.optimizer
         for variable in variables:
             factor = self.factor(variable)
-            if self.is_frozen(factor):
-                continue
+            if self.is_frozen(factor) or not optimizer._use_weight_decay(variable):
+                continue  # (torch's fused decay fails on an empty list of variables)
             override = self.scale if factor is None else ops.multiply(
                 ops.cast(factor, "float32"), self.scale
             )
+            decay = self._apply_weight_decay
+            if self._grouped_update_step is not None and not isinstance(factor, (float, type(None))):
+                # torch's fused decay multiplies by a scalar; a per-unit factor needs the
+                # element-wise decay of the Keras base class.
+                decay = functools.partial(BaseOptimizer._apply_weight_decay, optimizer)
             self._factor_override = override
             try:
-                self._apply_weight_decay([variable])
+                decay([variable])
             finally:
                 self._factor_override = None
 
@@ -313,8 +322,6 @@ class LRWrapper(keras.optimizers.Optimizer):
 
 
 def _check_wrappable(optimizer, wrapper_name):
-    from keras.src.optimizers.base_optimizer import BaseOptimizer
-
     if not isinstance(optimizer, BaseOptimizer):
         raise TypeError(
             f"Argument `optimizer` must be a `keras.optimizers.Optimizer` instance. "

@@ -8,6 +8,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from backend_utils import JIT_MODES, assert_same
 from keras import ops
 
 from keras_lr.optimizers import LayerwiseLR, LayerwiseRow, LRWrapper, Paths, gate_multipliers
@@ -67,13 +68,8 @@ def oracle(factory, lr):
 RULES = [("^body/", A), ("head/kernel", B)]
 
 
-def assert_same(got, expected):
-    for g, e in zip(got, expected):
-        np.testing.assert_array_equal(g, e)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("jit", JIT_MODES)
 def test_fit_matches_multi_optimizer(jit):
     schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 3, 0.7)
 

@@ -3,8 +3,8 @@
 `keras_lr.study.claims.evaluate_claims` measures the claims on the digits runs (and the
 adding problem for clipping). `evaluate_per_data` applies the same measurements, with the
 same thresholds and verdict rule, to each data set of the records in turn: the runs of data
-set ``D`` stand in for the digits runs, and every claim row gets ``D`` in its subject and a
-``data`` field. Claims whose runs a data set lacks come out "not measured", as on digits.
+set ``D`` stand in for the digits runs, and every claim row gets ``D`` in its subject
+(``cnn/fashion_mnist``) and a ``data`` field. Claims whose runs a data set lacks come out "not measured", as on digits.
 The clipping claim needs the adding problem, so the standard plan leaves it out.
 
 Example:
@@ -32,7 +32,7 @@ def _as_digits(record: dict, name: str) -> dict:
 
 
 def evaluate_per_data(records: list[dict]) -> list[dict]:
-    """Claim rows for each data set of `records` other than ``adding``, subject prefixed.
+    """Claim rows for each data set of `records` other than ``adding``, ``/D`` in the subject.
 
     The clipping claim (``clip_rnn``, on the adding problem) is dropped: it does not depend on
     the image data set.
@@ -46,5 +46,7 @@ def evaluate_per_data(records: list[dict]) -> list[dict]:
             if row["id"] == "clip_rnn":
                 continue
             subject = row["subject"].replace(f"/{_STANDIN}", f"/{name}")
-            rows.append({**row, "subject": f"{name}: {subject}", "data": name})
+            if f"/{name}" not in subject:  # range tests already name it: cnn/mnist5k (adam)
+                subject = f"{subject}/{name}"
+            rows.append({**row, "subject": subject, "data": name})
     return rows

@@ -33,7 +33,9 @@ def test_claims_per_data_set_equal_the_digits_claims_on_the_same_numbers():
     fashion = [r for r in rows if r["data"] == "fashion_mnist"]
     assert [(r["id"], r["verdict"], r["effect"]) for r in fashion] == [
         (r["id"], r["verdict"], r["effect"]) for r in digits if r["id"] != "clip_rnn"]
-    assert all(r["subject"].startswith("fashion_mnist: ") for r in fashion)
+    assert all(r["subject"].count("/fashion_mnist") == 1 for r in fashion)
+    assert {r["subject"] for r in fashion if r["id"] == "adam_vs_sgd"} == {
+        "mlp/fashion_mnist", "cnn/fashion_mnist"}
     mnist = {r["subject"]: r for r in rows if r["data"] == "mnist5k" and r["id"] == "adam_vs_sgd"}
     assert {r["verdict"] for r in mnist.values()} == {"not supported"}  # same peak: 0 decades
     fashion_adam = [r for r in fashion if r["id"] == "adam_vs_sgd"]

@@ -129,6 +129,8 @@ def call_float64(schedule, t):
     keras-lr schedules are evaluated directly (vectorised). Other schedules (Keras built-ins)
     get an int64 step; a non-scalar `t` is mapped with `ops.vectorized_map`, because some
     built-ins (e.g. `CosineDecay` with warmup) branch with `ops.cond` and need a scalar step.
+    On torch, whose `vmap` refuses data-dependent control flow, the steps are mapped one by
+    one (torch runs eagerly; a vector of steps only comes from previewing a curve).
     """
     if isinstance(schedule, Schedule):
         return schedule._compute(t)
@@ -136,7 +138,11 @@ def call_float64(schedule, t):
     if len(t.shape) == 0:
         return ops.cast(schedule(step), "float64")
     flat = ops.reshape(step, (-1,))
-    out = ops.vectorized_map(lambda s: ops.cast(schedule(s), "float64"), flat)
+    if keras.backend.backend() == "torch":
+        values = [ops.cast(schedule(s), "float64") for s in flat]
+        out = ops.stack(values) if values else ops.zeros((0,), "float64")
+    else:
+        out = ops.vectorized_map(lambda s: ops.cast(schedule(s), "float64"), flat)
     return ops.reshape(out, ops.shape(t))
 
 

@@ -1,12 +1,14 @@
-"""The contract every exported schedule class must honour.
+"""The contract every exported schedule class must honour, on the backend under test.
 
 Classes are discovered from ``keras_lr.schedules.__all__``; a class without an entry in
 `EXAMPLES` fails `test_every_exported_schedule_has_examples`, so a schedule added later cannot
 skip the contract. Contract: `get_config` holds every `__init__` argument, config and Keras
-serialization round trips give an identical curve, outputs are finite and non-negative,
-`tf.function` (XLA too) traces once for any step value and matches eager, and `model.fit`
-uses exactly ``schedule(t)`` at update ``t`` with ``jit_compile`` True and False; the saved
-model (``safe_mode=True``) restores an identical curve.
+serialization round trips give an identical curve, outputs are finite and non-negative, a
+compiled function (``tf.function`` with XLA on and off; ``jax.jit``; eager where the backend
+has no compiler in `JIT_MODES`) traces once for any step value and matches the eager curve, and
+`model.fit` uses exactly ``schedule(t)`` at update ``t`` with every ``jit_compile`` of
+`JIT_MODES`, traced with the train function (not once per step); the saved model
+(``safe_mode=True``) restores an identical curve. Runs on TensorFlow, JAX and torch.
 """
 
 import inspect
@@ -14,7 +16,8 @@ import inspect
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from backend_utils import BACKEND, JIT_MODES
+from keras import ops
 
 from keras_lr import schedules as S
 
@@ -68,8 +71,29 @@ EXAMPLES = {
     ],
 }
 
-GRID = np.concatenate([np.arange(60), [999, 10**6, 10**9 + 3, 10**10]])
+# JAX without jax_enable_x64 (Keras's default there) holds integer steps in int32, as its own
+# `iterations` counter: 10**10 does not fit, so the grid stops at 10**9 + 3 on JAX.
+LARGE = [999, 10**6, 10**9 + 3] + ([] if BACKEND == "jax" else [10**10])
+GRID = np.concatenate([np.arange(60), LARGE])
+LAST = len(GRID) - 1
 FIT_STEPS = 6
+
+
+def compiled(fn, jit):
+    """`fn` compiled as the backend compiles a train step, and whether it is traced."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=jit), True
+    if BACKEND == "jax" and jit:
+        import jax
+
+        return jax.jit(fn), True
+    return fn, False  # eager: JAX without jit, torch (see backend_utils.JIT_MODES)
+
+
+def step_tensor(step):
+    return ops.convert_to_tensor(np.int64(step))
 
 
 def _examples(cls):
@@ -115,7 +139,7 @@ def test_finite_non_negative_scalar_equals_vector(name):
         curve = S.values(schedule, GRID)
         assert curve.shape == GRID.shape and curve.dtype == np.float32
         assert np.all(np.isfinite(curve)) and np.all(curve >= 0)
-        for i in (0, 1, 2, 7, 61, 63):
+        for i in (0, 1, 2, 7, 61, LAST):
             assert float(schedule(int(GRID[i]))) == pytest.approx(float(curve[i]), rel=1e-6)
         matrix = schedule(GRID[:60].reshape(6, 10))
         np.testing.assert_allclose(np.asarray(matrix).ravel(), curve[:60], rtol=1e-6)
@@ -134,27 +158,32 @@ def _count_traces(schedule):
     return calls, lambda: schedule.__dict__.pop("_compute")
 
 
+@pytest.mark.parametrize("jit", JIT_MODES, ids=lambda jit: f"jit={jit}")
 @pytest.mark.parametrize("name", list(EXPORTED))
-def test_tf_function_and_xla_trace_once(name):
+def test_compiled_function_traces_once(name, jit):
     for schedule in _examples(EXPORTED[name]):
         expected = S.values(schedule, GRID)
         calls, restore = _count_traces(schedule)
         try:
-            for jit in (False, True):
-                calls.clear()
-                function = tf.function(lambda s: schedule(s), jit_compile=jit)  # noqa: B023
-                for i in (0, 3, 59, 62, 63):
-                    out = function(tf.constant(GRID[i], tf.int64))
-                    assert out.dtype == tf.float32
-                    assert float(out) == pytest.approx(float(expected[i]), rel=1e-6)
+            function, traced = compiled(lambda s: schedule(s), jit)  # noqa: B023
+            for i in (0, 3, 59, 62, LAST):
+                out = function(step_tensor(GRID[i]))
+                assert keras.backend.standardize_dtype(out.dtype) == "float32"
+                assert float(out) == pytest.approx(float(expected[i]), rel=1e-6)
+            if traced:
                 assert len(calls) == 1, f"{len(calls)} traces for {schedule}"
-            step = tf.Variable(0, dtype=tf.int64)
-            read = tf.function(lambda: schedule(step), jit_compile=True)  # noqa: B023
-            for i in (5, 63):
-                step.assign(int(GRID[i]))
-                assert float(read()) == pytest.approx(float(expected[i]), rel=1e-6)
-            vector = tf.function(lambda s: schedule(s), jit_compile=True)  # noqa: B023
-            np.testing.assert_allclose(vector(tf.constant(GRID)), expected, rtol=1e-6)
+            vector, _ = compiled(lambda s: schedule(s), jit)  # noqa: B023
+            out = ops.convert_to_numpy(vector(ops.convert_to_tensor(GRID)))
+            np.testing.assert_allclose(out, expected, rtol=1e-6)
+            if BACKEND == "tensorflow":
+                # a step read from a variable inside the compiled function is not baked in
+                import tensorflow as tf
+
+                step = tf.Variable(0, dtype=tf.int64)
+                read = tf.function(lambda: schedule(step), jit_compile=jit)  # noqa: B023
+                for i in (5, LAST):
+                    step.assign(int(GRID[i]))
+                    assert float(read()) == pytest.approx(float(expected[i]), rel=1e-6)
         finally:
             restore()
 
@@ -169,30 +198,33 @@ def _fit(schedule, jit_compile):
     return model
 
 
-@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
+@pytest.mark.parametrize("jit_compile", JIT_MODES, ids=lambda jit: f"jit={jit}")
 @pytest.mark.parametrize("name", list(EXPORTED))
 def test_model_fit_uses_the_schedule_and_saves(name, jit_compile, tmp_path, clear_session):
     examples = _examples(EXPORTED[name])
-    # every example under XLA (and saved); the plain-graph path once per class
-    for k, schedule in enumerate(examples if jit_compile else examples[:1]):
+    # every example in the last mode (XLA / jax.jit where there is one; saved too); the
+    # other mode once per class
+    full = jit_compile == JIT_MODES[-1]
+    traced = BACKEND == "tensorflow" or (BACKEND == "jax" and jit_compile)
+    for k, schedule in enumerate(examples if full else examples[:1]):
         expected = S.values(schedule, GRID)
         calls, restore = _count_traces(schedule)
         try:
             model = _fit(schedule, jit_compile)
         finally:
             restore()
-        # traced with the train function, not once per step
-        assert 1 <= len(calls) <= 2 < FIT_STEPS
-        bias = float(model.layers[0].bias.numpy()[0])
+        if traced:  # traced with the train function, not once per step
+            assert 1 <= len(calls) <= 2 < FIT_STEPS
+        bias = float(ops.convert_to_numpy(model.layers[0].bias)[0])
         used = S.values(schedule, np.arange(FIT_STEPS)).astype(np.float64)
         assert bias == pytest.approx(-used.sum(), rel=1e-5)
         assert float(model.optimizer.learning_rate) == pytest.approx(float(expected[FIT_STEPS]))
-        if not jit_compile:
+        if not full:
             continue
         path = tmp_path / f"{name}{k}.keras"
         model.save(path)
         loaded = keras.models.load_model(path, safe_mode=True)
         restored = loaded.optimizer._learning_rate
         assert type(restored) is type(schedule)
-        assert int(loaded.optimizer.iterations.numpy()) == FIT_STEPS
+        assert int(ops.convert_to_numpy(loaded.optimizer.iterations)) == FIT_STEPS
         np.testing.assert_array_equal(S.values(restored, GRID), expected)

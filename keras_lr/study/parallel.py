@@ -64,11 +64,32 @@ def use_parallel(batch: Sequence[RunConfig], parallel: bool | str = "auto") -> b
     """Whether a batch of one group and seed runs in parallel under the `parallel` setting.
 
     ``True``: every supported batch of at least `MIN_REPLICAS` runs; ``False``: never;
-    ``"auto"``: the same, for the families of `PARALLEL_FAMILIES` only.
+    ``"auto"``: the same, for the families of `PARALLEL_FAMILIES` only, and only on the
+    TensorFlow backend (the replicated engine needs it; elsewhere ``auto`` is sequential).
+
+    Raises:
+        ValueError: ``parallel=True`` on a backend other than TensorFlow (one line, naming
+            ``--no-parallel``).
     """
     if parallel is False or len(batch) < MIN_REPLICAS or not all(map(supported, batch)):
         return False
-    return parallel is True or batch[0].family in PARALLEL_FAMILIES
+    if parallel is True:
+        _require_tensorflow()
+        return True
+    return _on_tensorflow() and batch[0].family in PARALLEL_FAMILIES
+
+
+def _on_tensorflow() -> bool:
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
+def _require_tensorflow() -> None:
+    from keras_lr.sweep import require_tensorflow
+
+    require_tensorflow("The study's parallel engine (keras_lr.sweep)",
+                       "run the study with --no-parallel (or parallel=False)")
 
 
 class _ParallelTrainer:
@@ -199,8 +220,10 @@ def run_parallel(runner: Runner, batch: Sequence[RunConfig]) -> Iterator[dict]:
     """Train a batch of runs of one group and seed at once; yield their records in order.
 
     Raises:
-        ValueError: the batch mixes groups or seeds, or holds an unsupported config.
+        ValueError: the batch mixes groups or seeds, or holds an unsupported config; a backend
+            other than TensorFlow.
     """
+    _require_tensorflow()
     batch = list(batch)
     keys = {(c.group, c.seed) for c in batch}
     if len(keys) != 1 or not all(supported(c) for c in batch):

@@ -1,4 +1,5 @@
-"""Optimizer wrappers: a shared learning-rate scale, layer-wise multipliers."""
+"""Optimizer wrappers (a shared learning-rate scale, layer-wise multipliers) and the
+learning-rate-free optimizers (schedule-free AdamW and SGD)."""
 
 from keras_lr.optimizers.base import (
     LRWrapper,
@@ -10,12 +11,15 @@ from keras_lr.optimizers.base import (
 from keras_lr.optimizers.layerwise import LayerwiseLR, LayerwiseRow
 from keras_lr.optimizers.momentum import ScheduledMomentum, current_momentum, momentum_attribute
 from keras_lr.optimizers.rules import Paths, discriminative, gate_multipliers, layer_decay
+from keras_lr.optimizers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 __all__ = [
     "LRWrapper",
     "LayerwiseLR",
     "LayerwiseRow",
     "Paths",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "ScheduledMomentum",
     "base_optimizer",
     "current_learning_rate",

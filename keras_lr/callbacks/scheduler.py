@@ -72,9 +72,13 @@ class LRScheduler(FreshCopy, keras.callbacks.Callback):
         self._remember(schedule=schedule, unit=unit, optimizer=optimizer, verbose=verbose)
 
     def _targets(self):
+        # `self.model` first, always: on JAX reading it syncs the training state back into the
+        # variables (mid-epoch they are empty), so that an `optimizer=` given by reference is
+        # read and assigned for real (an assignment through it is otherwise lost).
+        model = self.model
         if self.optimizer is not None:
             return [("", self.optimizer)]
-        return target_optimizers(self.model.optimizer)
+        return target_optimizers(model.optimizer)
 
     def on_train_begin(self, logs=None):
         for _, opt in self._targets():
@@ -102,7 +106,8 @@ class LRScheduler(FreshCopy, keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit != "step":
             return
-        iterations = self.optimizer.iterations if self.optimizer is not None else (
+        targets = self._targets()  # (syncs the JAX state first)
+        iterations = targets[0][1].iterations if self.optimizer is not None else (
             self.model.optimizer.iterations
         )
         self._assign(int(ops.convert_to_numpy(iterations)))

@@ -42,6 +42,8 @@ def test_per_epoch_matches_torch_steplr():
     np.testing.assert_allclose([r for _, r in spy.rates[::2]], expected, rtol=1e-6)
 
 
+@pytest.mark.backends("tensorflow", "jax", reason="Keras 3.15's torch trainer refuses "
+                      "steps_per_execution > 1")
 def test_per_step_with_steps_per_execution():
     spy = _RateAtBatch()
     model = tiny_model(keras.optimizers.SGD(1.0), steps_per_execution=2)

@@ -114,12 +114,17 @@ class Copier:
                 f"{backend!r}."
             )
         self.variables = list(variables)
+        self._key = ([id(v) for v in self.variables], frozenset(untested))
         untested = set(untested)
         tested = [
             i for i, v in enumerate(self.variables)
             if id(v) not in untested and "float" in str(v.dtype)
         ]
         self._copy, self._restore = _COPIERS[backend](self.variables, tested)
+
+    def serves(self, variables, untested=()):
+        """Whether this copier was built for exactly these variables."""
+        return self._key == ([id(v) for v in variables], frozenset(untested))
 
     def take(self, step):
         """``(snapshot, finite)``: a copy of the current values and whether all are finite."""

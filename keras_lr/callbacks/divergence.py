@@ -19,6 +19,10 @@ __all__ = ["DivergenceGuard", "RateRestore", "Recovery"]
 
 # Time constant, in training steps, of the moving average whose lowest value is `best`.
 SMOOTHING_STEPS = 20.0
+# Rises are measured against max(|best|, SCALE_FLOOR * |first checked value|): a loss that
+# has fallen close to 0 (a training loss late in training) varies by large factors that are
+# no divergence (0.001 to 0.004 is 4x).
+SCALE_FLOOR = 0.02
 
 
 class Recovery(typing.NamedTuple):
@@ -54,41 +58,48 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
 
     What large runs do by hand (PaLM restarts from a checkpoint about 100 steps before a
     spike and skips the batches that caused it; OPT-175B lowered the rate and restarted), done
-    automatically every `snapshot_every` steps (default 10) or every epoch.
+    automatically every `snapshot_every` steps (default 10) or every epoch. Why each default
+    is what it is, with measurements: docs/guards.md, "DivergenceGuard".
 
     **Checks.** At each check the monitored value ``x`` (the mean over the steps since the
     previous check) is compared with ``best``, the lowest value so far of a moving average of
-    the checked values (time constant `SMOOTHING_STEPS` = 20 steps; the average, not the raw
+    the checked values (time constant `SMOOTHING_STEPS` = 20 steps: the average, not the raw
     minimum, so that one lucky window of a few noisy batches does not set the bar)::
 
-        diverged  = not isfinite(x) or x - best > (spike_factor - 1) * abs(best)
-        near_best = x - best <= tolerance * abs(best)
+        scale     = max(abs(best), SCALE_FLOOR * abs(first checked value))   # floor: 2%
+        diverged  = not isfinite(x) or x - best > (spike_factor - 1) * scale
+                    or `patience` checks in a row were not near_best
+        near_best = x - best <= tolerance * scale
 
-    Measuring against ``abs(best)`` keeps both tests meaningful for losses that can be
-    negative (Keras's `CosineSimilarity`). When ``best`` is exactly 0 only a non-finite value
-    diverges.
+    ``abs(best)`` keeps the tests meaningful for losses that can be negative (Keras's
+    `CosineSimilarity`); the floor keeps a loss that has fallen near 0, where 0.001 to 0.004
+    is 4x and no divergence, from tripping them. With no scale (all 0) only a non-finite
+    value diverges. The `patience` rule catches a rate that is too high and makes the loss
+    climb and stay up (a network that died at ``log(classes)``) without one big spike.
 
     **Snapshots, verified.** The loss of a step is computed before its update, so the state
-    at a check is not measured by the window that ends there: it is measured by the *next*
-    window. The guard therefore keeps two snapshots on the device (never copied to NumPy):
-    the *candidate* taken at the last check, and the *verified* one, a candidate whose
-    following window was finite and `near_best`. Only a verified state is ever rolled back to
-    (the state at the start of training counts as verified), so a state damaged in the last
-    steps before a check, or during a rise that is not yet a spike, is never restored. A
-    snapshot holds all of `model.weights` (BatchNormalization statistics included) and the
-    optimizer's variables (slots, guard counters) except the rate, and is only ever taken of
-    a finite state (a `GradientGuard`'s `grad_norm`, NaN by design after a skipped step, is
-    not tested); a finite value with a non-finite state counts as a divergence.
+    at a check is measured by the *next* window, not by the one that ends there. The guard
+    keeps two snapshots on the device (never copied to NumPy): the *candidate* taken at the
+    last check, and the *verified* one, a candidate whose following window was finite and
+    `near_best`. Only a verified state is ever rolled back to (the state at the start of
+    training counts as verified), so a state damaged just before a check, or during a rise
+    that is not yet a divergence, is never restored. A snapshot holds all of `model.weights`
+    (BatchNormalization statistics included) and the optimizer's variables (slots, guard
+    counters) except the rate (and the step counts, see `keep_step`), and is only ever taken
+    of a finite state (a `GradientGuard`'s `grad_norm`, NaN by design after a skipped step,
+    is not tested); a finite value with a non-finite state counts as a divergence.
 
     **Recovery.** On a divergence the guard restores the verified snapshot and multiplies the
     rate by `lr_factor`. Keras's data iterator is not rewound, so the batches since the
     snapshot are skipped, as PaLM skips them. With ``keep_step=True`` (the default) the
     optimizer's step count is not restored either, so a schedule moves on with the data: a
     spike that the schedule itself caused is not replayed, and the schedule stays aligned
-    with the data seen. ``keep_step=False`` restores the count (the schedule replays the
-    skipped steps on new data). A recovery in the middle of an epoch resets the model's
-    metrics, so the epoch's logged metrics are the means since the recovery (when it falls
-    on the epoch's last step, the means from before the reset are logged instead of 0.0).
+    with the data seen (Adam's bias correction then counts the skipped steps too: a
+    correction of at most ``beta2**k`` for k skipped steps). ``keep_step=False`` restores the
+    count, and a schedule replays the skipped steps on new data. A recovery in the middle of
+    an epoch resets the model's metrics, so the epoch's logged metrics are the means since
+    the recovery (when it falls on the epoch's last step, the means from before the reset are
+    logged instead of 0.0).
 
     **The rate comes back.** After `restore_after` consecutive `near_best` checks the guard
     undoes one `lr_factor` (exactly; never above the rate without the guard; another
@@ -100,14 +111,15 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     stops training cleanly (``model.stop_training = True``) with a warning.
 
     **History.** Each epoch's logs get ``divergence_recoveries``, ``divergence_steps_skipped``
-    (both cumulative), ``divergence_rate_restores`` and ``learning_rate``; `recoveries`
+    (both cumulative), ``divergence_rate_restores`` and ``learning_rate`` (one
+    ``learning_rate_<name>`` per sub-optimizer of a `MultiOptimizer`); `recoveries`
     (`Recovery` rows) and `restores` (`RateRestore` rows) keep the details.
 
-    **Cost.** A step check reads the logs Keras already converts, and at each check copies
-    the state on the device and reads one boolean (see `benchmarks/divergence_snapshot.py`).
-    On JAX the trainer keeps the state outside the variables during an epoch; the guard
-    reads and writes it through ``self.model``, which writes the state back at each check.
-    Memory: two copies of the weights and optimizer slots on the device.
+    **Cost.** A step check reads the logs Keras already converts, copies the state on the
+    device in one compiled call and reads one boolean (`benchmarks/divergence_snapshot.py`).
+    On JAX the trainer keeps the state outside the variables during an epoch; the guard reads
+    and writes it through ``self.model``, which writes the state back at each check. Memory:
+    two copies of the weights and optimizer variables on the device.
 
     Callback order: put `DivergenceGuard` **before** `keras.callbacks.BackupAndRestore` and
     `ModelCheckpoint`, so that a diverged epoch is rolled back before they save it.
@@ -115,15 +127,19 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     Args:
         monitor: the logs entry to watch (default "loss"; "val_loss" needs epoch checks).
         spike_factor: float > 1; a rise above ``best`` of more than
-            ``(spike_factor - 1) * abs(best)`` is a divergence.
-        tolerance: float >= 0; a window verifies the snapshot before it when its value is
-            within ``tolerance * abs(best)`` of ``best`` (default 1.0: at most twice a
-            positive best; normal noise of 10-step windows stayed below 1.3 times it).
-        lr_factor: float in (0, 1), the factor applied to the learning rate on a recovery.
-        restore_after: int >= 1 or None; good checks before one `lr_factor` is undone.
-        max_recoveries: int >= 0, recoveries allowed before stopping.
-        snapshot_every: an int >= 1 (training steps between checks) or "epoch".
-        keep_step: bool; keep the optimizer's step count on a rollback (True) or restore it.
+            ``(spike_factor - 1) * scale`` is a divergence (default 3.0).
+        tolerance: float >= 0; a window is near the best, and verifies the snapshot before
+            it, when it is within ``tolerance * scale`` of ``best`` (default 0.25).
+        patience: int >= 1 or None; this many checks in a row not near the best are a
+            divergence (default 3; None: only spikes and non-finite values).
+        lr_factor: float in (0, 1), the factor applied to the learning rate on a recovery
+            (default 0.25).
+        restore_after: int >= 1 or None; consecutive good checks before one `lr_factor` is
+            undone (default 10).
+        max_recoveries: int >= 0, recoveries allowed before stopping (default 10).
+        snapshot_every: an int >= 1 (training steps between checks, default 10) or "epoch".
+        keep_step: bool; keep the optimizer's step count on a rollback (default True) or
+            restore it.
 
     Raises:
         RuntimeError: at the start of training, when the model's weights or optimizer
@@ -147,9 +163,9 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self,
         monitor="loss",
         spike_factor=3.0,
-        tolerance=0.5,
-        patience=5,
-        lr_factor=0.5,
+        tolerance=0.25,
+        patience=3,
+        lr_factor=0.25,
         restore_after=10,
         max_recoveries=10,
         snapshot_every=10,
@@ -183,16 +199,16 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                        keep_step=keep_step)
         if snapshot_every != "epoch":
             self.on_train_batch_end = self._batch_end
+        self._copier = None
         self._reset()
 
     def _reset(self):
         self.recoveries = []
         self.restores = []
         self.best = None
-        self.smoothed_best = None
+        self._first = None
         self.stopped = False
         self._average = None
-        self._copier = None
         self._verified = None
         self._candidate = None
         self._rates = None
@@ -259,8 +275,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             # Taken here rather than in on_train_begin, after every callback's on_train_begin
             # (BackupAndRestore loads its checkpoint there, wherever it sits in the list).
             model = self.model
-            self._copier = Copier(self._state_variables(model),
-                                  self._untested_variables(model))
+            variables = self._state_variables(model)
+            untested = self._untested_variables(model)
+            if self._copier is None or not self._copier.serves(variables, untested):
+                # Kept across `fit` calls on the same model (no retracing per call).
+                self._copier = Copier(variables, untested)
             snapshot, finite = self._copier.take(self._steps_done(model))
             if not finite:
                 raise RuntimeError(
@@ -371,20 +390,20 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         return float(value)
 
     # ------------------------------------------------------------------ the decision
-    @staticmethod
-    def _rise(value, reference):
-        """``(value - reference) / abs(reference)``; None without a scale (none yet, or 0)."""
-        if reference is None or reference == 0.0:
+    def _rise(self, value):
+        """``(value - best) / scale``, or None without a scale (no best yet, or all 0)."""
+        if self.best is None:
             return None
-        return (value - reference) / abs(reference)
+        scale = max(abs(self.best), SCALE_FLOOR * abs(self._first))
+        return None if scale == 0.0 else (value - self.best) / scale
 
     def _update_best(self, value, steps):
         weight = 1.0 - math.exp(-steps / SMOOTHING_STEPS)
+        if self._first is None:
+            self._first = value
         self._average = value if self._average is None else (
             self._average + weight * (value - self._average))
-        self.best = value if self.best is None else min(self.best, value)
-        self.smoothed_best = (self._average if self.smoothed_best is None
-                              else min(self.smoothed_best, self._average))
+        self.best = self._average if self.best is None else min(self.best, self._average)
 
     def _check(self, model, value, step, steps, reset_metrics=True):
         if self.stopped:
@@ -392,12 +411,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         check_guards(model.optimizer)
         if value is None:
             return
-        spike = self._rise(value, self.smoothed_best)
-        if not math.isfinite(value) or (spike is not None and spike > self.spike_factor - 1.0):
+        rise = self._rise(value)
+        if not math.isfinite(value) or (rise is not None and rise > self.spike_factor - 1.0):
             self._recover(model, f"`{self.monitor}` diverged ({value:.4g})", value, step,
                           reset_metrics)
             return
-        rise = self._rise(value, self.best)
         near_best = rise is None or rise <= self.tolerance
         self._bad_checks = 0 if near_best else self._bad_checks + 1
         if self.patience is not None and self._bad_checks >= self.patience:

@@ -48,6 +48,7 @@ import dataclasses
 import hashlib
 import os
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 
 from keras_lr.study.grid import RangeTestConfig, RunConfig
@@ -158,6 +159,7 @@ def units(todo: Iterable, workers: int | None = None) -> list[list]:
         seeds = sorted({c.seed for c in largest})
         half = set(seeds[: len(seeds) // 2])
         out += [[c for c in largest if c.seed in half], [c for c in largest if c.seed not in half]]
+    out.sort(key=len, reverse=True)  # largest first: the last unit to start is a short one
     return out
 
 
@@ -212,8 +214,10 @@ def _work(kind: str, fields: list[dict], parallel) -> list[dict]:
 
 # ---------------------------------------------------------------------- client side
 def _task_key(unit) -> str:
-    digest = hashlib.sha1("|".join(c.key for c in unit).encode()).hexdigest()[:16]
-    return f"keras-lr-{unit[0].kind}-{digest}"
+    """A readable key, fresh per submission: a cancelled task of an earlier client (Ctrl-C,
+    then a rerun on the same scheduler) may still hold the plain one."""
+    digest = hashlib.sha1("|".join(c.key for c in unit).encode()).hexdigest()[:12]
+    return f"keras-lr-{unit[0].kind}-{digest}-{uuid.uuid4().hex[:8]}"
 
 
 def run_units(client, todo: list, parallel="auto") -> Iterator[tuple]:

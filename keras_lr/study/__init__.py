@@ -8,6 +8,8 @@ Modules:
     figures, report: PNG figures, report.md and a self-contained report.html.
     store: results.jsonl (resume), results.csv, results.json.
     engine: `run_study`, progress bar, Ctrl-C handling.
+    standard: the claims per data set (the standard plan on MNIST-5k, Fashion-MNIST, CIFAR-10).
+    distributed: the study's work units as tasks on a Dask cluster (optional extra).
 
 Example:
 
@@ -37,6 +39,7 @@ from keras_lr.study.grid import (
     parse_list,
     parse_rates,
     rate_grid,
+    standard_plan,
 )
 from keras_lr.study.parallel import run_parallel, use_parallel
 from keras_lr.study.runner import Runner, make_optimizer, make_schedule, run_group
@@ -68,6 +71,7 @@ __all__ = [
     "run_group",
     "run_parallel",
     "run_study",
+    "standard_plan",
     "use_parallel",
     "verdict",
     "write_outputs",

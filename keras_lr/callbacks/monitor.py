@@ -12,7 +12,7 @@ from keras_lr.callbacks._lr import (
     effective_learning_rate,
     target_optimizers,
 )
-from keras_lr.optimizers.base import find_lr_scale, unwrap
+from keras_lr.optimizers.base import base_optimizer, find_lr_scale, unwrap
 
 __all__ = ["LRMonitor", "learning_rate_logs"]
 
@@ -43,6 +43,8 @@ def learning_rate_logs(optimizer) -> dict:
     * with `LayerwiseLR`: ``learning_rate/x<m>`` for every distinct multiplier `m` (per-unit
       array multipliers: ``learning_rate/<rule>`` at the largest value);
     * with `ScheduledMomentum`: ``momentum``, the momentum (or ``beta_1``) of the last step;
+    * with a learning-rate-free optimizer (`Prodigy`, `DAdaptAdam`): ``d``, its estimate,
+      and ``effective_learning_rate``, ``d x learning_rate``;
     * with `GradientGuard`: ``grad_norm`` (global gradient norm of the last step, before
       clipping), ``clipped_steps`` and ``skipped_steps`` (totals since the guard was built).
 
@@ -68,6 +70,11 @@ def _single_logs(optimizer):
     scale = find_lr_scale(optimizer)
     if scale is not None:
         logs["lr_scale"] = float(ops.convert_to_numpy(scale))
+    estimate = getattr(base_optimizer(optimizer), "lr_estimate", None)
+    if estimate is not None:
+        # A learning-rate-free optimizer (Prodigy, DAdaptAdam) steps with estimate x rate.
+        logs["d"] = float(ops.convert_to_numpy(estimate))
+        logs["effective_learning_rate"] = rate * logs["d"]
     logs.update(_layerwise_entries(optimizer, rate))
     from keras_lr.optimizers.momentum import current_momentum
 

@@ -1,5 +1,5 @@
 """Optimizer wrappers (a shared learning-rate scale, layer-wise multipliers) and the
-learning-rate-free optimizers (schedule-free AdamW and SGD)."""
+learning-rate-free optimizers (schedule-free AdamW and SGD, Prodigy, D-Adaptation Adam)."""
 
 from keras_lr.optimizers.base import (
     LRWrapper,
@@ -8,16 +8,20 @@ from keras_lr.optimizers.base import (
     find_lr_scale,
     unwrap,
 )
+from keras_lr.optimizers.dadapt import DAdaptAdam
 from keras_lr.optimizers.layerwise import LayerwiseLR, LayerwiseRow
 from keras_lr.optimizers.momentum import ScheduledMomentum, current_momentum, momentum_attribute
+from keras_lr.optimizers.prodigy import Prodigy
 from keras_lr.optimizers.rules import Paths, discriminative, gate_multipliers, layer_decay
 from keras_lr.optimizers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 __all__ = [
+    "DAdaptAdam",
     "LRWrapper",
     "LayerwiseLR",
     "LayerwiseRow",
     "Paths",
+    "Prodigy",
     "ScheduleFreeAdamW",
     "ScheduleFreeSGD",
     "ScheduledMomentum",

@@ -206,6 +206,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self.recoveries = []
         self.restores = []
         self.best = None
+        self.final_rollback_steps = 0
         self._first = None
         self.stopped = False
         self._average = None
@@ -214,7 +215,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._rates = None
         self._good_checks = 0  # consecutive near-best checks since the last rate change
         self._bad_checks = 0  # consecutive checks that were not near best
-        self._on_probation = False  # the last rate change was a restore, not yet proven
+        self._on_probation = False  # the last rate change was a restore
         self._floor = 0  # lowerings that are never undone (their restore diverged)
         self._epoch = 0
         self._metric = None
@@ -378,6 +379,21 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             logs["divergence_rate_restores"] = len(self.restores)
             logs.update(RateSteps.rates(model.optimizer))
 
+    def on_train_end(self, logs=None):
+        if self._bad_checks and not self.stopped and self._verified is not None:
+            # Training ended during a rise that `patience` had not confirmed yet: never
+            # hand back a state that was not near the best; return to the verified one.
+            model = self.model
+            skipped = self._steps_done(model) - self._verified.step
+            self._copier.restore(self._verified)
+            self.final_rollback_steps = skipped
+            warnings.warn(
+                f"DivergenceGuard: training ended {self._bad_checks} check(s) into a rise of "
+                f"`{self.monitor}` above its best; the verified state from {skipped} steps "
+                "earlier is restored.",
+                stacklevel=2,
+            )
+
     def _lookup(self, logs):
         value = (logs or {}).get(self.monitor)
         if value is None:
@@ -442,8 +458,6 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                 self.restores.append(RateRestore(self._epoch, step, next(iter(rate.values()))))
                 self._good_checks = 0
                 self._on_probation = True
-            elif self._on_probation and self._good_checks >= (self.restore_after or 0):
-                self._on_probation = False
         else:
             self._good_checks = 0
         self._candidate = candidate

@@ -171,6 +171,19 @@ def test_a_lasting_rise_is_a_divergence_after_patience_checks():
     assert guard.recoveries == []
 
 
+def test_training_that_ends_during_an_unconfirmed_rise_returns_to_the_verified_state():
+    guard = DivergenceGuard(**EPOCH)
+    model, _, _ = _drive(guard, [1.0, 0.9, 1.5])
+    with pytest.warns(UserWarning, match="rise"):
+        guard.on_train_end()
+    bias = keras.ops.convert_to_numpy(model.get_layer("hidden").bias)
+    assert bias[0] == 1.0 and guard.recoveries == []  # the end of epoch 0, verified by 0.9
+    guard = DivergenceGuard(**EPOCH)
+    model, _, _ = _drive(guard, [1.0, 0.9, 0.95])
+    guard.on_train_end()  # ended near the best: nothing changes
+    assert keras.ops.convert_to_numpy(model.get_layer("hidden").bias)[0] == 3.0
+
+
 def test_the_rate_comes_back_exactly_after_restore_after_good_checks():
     guard = DivergenceGuard(lr_factor=0.3, restore_after=2, **EPOCH)
     losses = [1.0, 0.9, 50.0, 0.9, 0.85, 0.8, 0.8, 0.8]

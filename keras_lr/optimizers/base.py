@@ -22,6 +22,11 @@ optimizers exact (they cancel gradient scale), and scales decoupled weight decay
 param groups do. However many wrappers are nested, and in whichever order, there is exactly one
 scale variable and one hook: the ones owned by the innermost wrapper.
 
+Backends: the scale is an optimizer variable (in `variables`), so JAX threads it through
+`stateless_apply` like any other state; on torch, Keras's fused optimizers (exactly `Adam`,
+`SGD`, ... ) never call `update_step`, so a step with per-variable factors calls their fused
+kernel once per group of equal factors (`keras_lr/optimizers/_torch.py`).
+
 Example:
 
 ```python

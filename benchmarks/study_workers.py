@@ -101,12 +101,15 @@ def _overhead(tasks: int) -> dict:
 
 
 def _unit_seconds(out: str) -> float:
-    """Median time of one unit (group and seed) of a finished study, from its records."""
+    """Median time of one work unit of a finished study (a run group, or the range tests of
+    one model and optimizer: `keras_lr.study.distributed.units`), from its records."""
     units: dict = {}
+    fields = ("family", "data", "optimizer", "clip", "multipliers", "epochs", "batch_size",
+              "size", "limit")
     with open(os.path.join(out, "runs.jsonl"), encoding="utf-8") as handle:
         for line in handle:
             r = json.loads(line)
-            key = (r["kind"], r.get("variant", r["key"]), r["seed"])
+            key = (r["kind"],) + tuple(r.get(f) for f in fields)
             units[key] = units.get(key, 0.0) + r["seconds"]
     return statistics.median(units.values())
 

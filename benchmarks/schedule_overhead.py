@@ -6,12 +6,16 @@ is trained under four learning rates:
     (a) a float,
     (b) Keras's own ``CosineDecay`` with ``warmup_target`` / ``warmup_steps``,
     (c) ``Warmup(CosineDecay(...))``,
-    (d) a ``Sequence`` of three schedules (linear ramp, constant, cosine).
+    (d) a ``Sequence`` of three schedules (linear ramp, constant, cosine),
+    (e) ``OneCycle`` with Adam's float ``beta_1``,
+    (f) the same ``OneCycle`` with ``ScheduledMomentum`` cycling ``beta_1``
+        (``lr.momentum_schedule()``, PyTorch's ``cycle_momentum=True``).
 
 Each run calls the compiled train function for a fixed number of steps on a persistent
 iterator (what ``fit`` does per batch, without callbacks); runs are interleaved, in a rotating
-order, and repeated; the medians of the per-step times give the ratios (c)/(a), (d)/(a) and
-(c)/(b). The target is a ratio within 1.03 of the float rate.
+order, and repeated; the medians of the per-step times give the ratios (c)/(a), (d)/(a),
+(c)/(b) and (f)/(e). The target is a ratio within 1.03 of the float rate (and of the float
+momentum).
 
 Usage:
     python benchmarks/schedule_overhead.py            # 7 repeats x 300 steps
@@ -33,6 +37,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_lr import schedules  # noqa: E402
+from keras_lr.optimizers import ScheduledMomentum  # noqa: E402
 
 PEAK, WARMUP, DECAY = 1e-3, 100, 10_000
 
@@ -52,10 +57,22 @@ def learning_rates():
             ],
             [WARMUP, 2 * WARMUP],
         ),
+        "e OneCycle": ONE_CYCLE,
+        "f OneCycle+ScheduledMomentum": ONE_CYCLE,
     }
 
 
-def build(learning_rate, seed=0):
+ONE_CYCLE = schedules.OneCycle(PEAK, DECAY)
+
+
+def optimizer(name, learning_rate):
+    adam = keras.optimizers.Adam(learning_rate)
+    if "ScheduledMomentum" in name:
+        return ScheduledMomentum(adam, learning_rate.momentum_schedule())
+    return adam
+
+
+def build(name, learning_rate, seed=0):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(
         [
@@ -66,7 +83,7 @@ def build(learning_rate, seed=0):
         ]
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer(name, learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
     )
@@ -88,7 +105,7 @@ def main(argv=None):
 
     runs = {}
     for name, learning_rate in learning_rates().items():
-        model = build(learning_rate)
+        model = build(name, learning_rate)
         model.fit(dataset, steps_per_epoch=5, verbose=0, shuffle=False)  # build + compile (excluded)
         function, iterator = model.make_train_function(), iter(dataset)
         for _ in range(20):  # warm-up, excluded
@@ -110,11 +127,12 @@ def main(argv=None):
     print(f"{repeats} interleaved repeats x {steps} steps, median time per step:")
     for name, value in median.items():
         print(f"  {name:<28s} {value * 1e3:8.4f} ms")
-    a, b, c, d = (median[name] for name in names)
+    a, b, c, d, e, f = (median[name] for name in names)
     print("ratios (target <= 1.03):")
     print(f"  (c)/(a) Warmup(CosineDecay) / float      {c / a:6.3f}")
     print(f"  (d)/(a) Sequence of 3 / float            {d / a:6.3f}")
     print(f"  (c)/(b) Warmup(CosineDecay) / Keras      {c / b:6.3f}")
+    print(f"  (f)/(e) ScheduledMomentum / float beta_1 {f / e:6.3f}")
     return 0
 
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["Schedule", "as_schedule", "output_dtype"]
+__all__ = ["Schedule", "as_schedule", "floor", "full", "maximum", "minimum", "output_dtype"]
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
@@ -134,7 +134,7 @@ def call_float64(schedule, t):
     """
     if isinstance(schedule, Schedule):
         return schedule._compute(t)
-    step = ops.cast(ops.floor(t), "int64")
+    step = ops.cast(floor(t), "int64")
     if len(t.shape) == 0:
         return ops.cast(schedule(step), "float64")
     flat = ops.reshape(step, (-1,))
@@ -151,13 +151,43 @@ def serialize(schedule):
     return keras.saving.serialize_keras_object(schedule)
 
 
+def floor(x):
+    """``floor(x)`` in the dtype of `x`, written ``x - mod(x, 1)`` (exact in floating point).
+
+    Keras 3.15's torch ``ops.floor`` returns float32 for a float64 tensor, which loses the
+    step above 2**24; ``ops.mod`` keeps the dtype on every backend.
+    """
+    return x - ops.mod(x, 1.0)
+
+
+def full(x, value):
+    """`value` as a tensor like `x` when it is a Python number (exact in float64 on every
+    backend: on torch a bare Python float in ``ops.where`` becomes a float32 tensor first)."""
+    if isinstance(value, numbers.Real):
+        return ops.full_like(x, value)
+    return value
+
+
+def maximum(x, y):
+    """Element-wise maximum in the dtype of `x` (Keras 3.15's torch ``ops.maximum`` returns
+    float32 for float64 operands)."""
+    y = full(x, y)
+    return ops.where(x >= y, x, y)
+
+
+def minimum(x, y):
+    """Element-wise minimum in the dtype of `x` (see `maximum`)."""
+    y = full(x, y)
+    return ops.where(x <= y, x, y)
+
+
 def floor_divmod(t, d):
     """``(floor(t / d), t - floor(t / d) * d)`` for float64 tensors, exact for integer steps.
 
     The quotient from a rounded division can be off by one when ``t`` is just below a
     multiple of ``d``; the remainder is corrected into ``[0, d)``.
     """
-    q = ops.floor(t / d)
+    q = floor(t / d)
     r = t - q * d
     q = ops.where(r < 0, q - 1, ops.where(r >= d, q + 1, q))
     r = t - q * d

@@ -27,7 +27,14 @@ from keras_lr._validation import (
     check_same_length,
     fail,
 )
-from keras_lr.schedules.base import Schedule, as_schedule, call_float64, floor_divmod, serialize
+from keras_lr.schedules.base import (
+    Schedule,
+    as_schedule,
+    call_float64,
+    floor_divmod,
+    maximum,
+    serialize,
+)
 
 __all__ = ["PerEpoch", "Product", "Sequence", "Warmup"]
 
@@ -89,7 +96,7 @@ class Warmup(Schedule):
             ramp = start + (target - start) * 0.5 * (1.0 - ops.cos(math.pi * f))
         else:
             ramp = start * ops.power(target / start, f)
-        after = call_float64(self.schedule, ops.maximum(t - warmup, 0.0))
+        after = call_float64(self.schedule, maximum(t - warmup, 0.0))
         return ops.where(t < warmup, ramp, after)
 
     def get_config(self):
@@ -141,7 +148,7 @@ class Sequence(Schedule):
     def _compute(self, t):
         out = call_float64(self.schedules[0], t)
         for boundary, schedule in zip(self.boundaries, self.schedules[1:]):
-            value = call_float64(schedule, ops.maximum(t - boundary, 0.0))
+            value = call_float64(schedule, maximum(t - boundary, 0.0))
             out = ops.where(t < boundary, out, value)
         return out
 

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from keras_lr._validation import check_float, check_int, fail
-from keras_lr.schedules.base import Schedule, floor_divmod
+from keras_lr.schedules.base import Schedule, floor, floor_divmod, maximum
 
 __all__ = ["CosineDecay", "CosineRestarts"]
 
@@ -151,7 +151,7 @@ class CosineRestarts(Schedule):
         def start(i):
             return t0 * (ops.power(ops.full_like(t, mult), i) - 1.0) / (mult - 1.0)
 
-        i = ops.floor(ops.log(ops.maximum(t, 0.0) / t0 * (mult - 1.0) + 1.0) / math.log(mult))
+        i = floor(ops.log(maximum(t, 0.0) / t0 * (mult - 1.0) + 1.0) / math.log(mult))
         # the logarithm can land one cycle off at a restart: check against the starts
         i = ops.where(t < start(i), i - 1.0, ops.where(t >= start(i + 1.0), i + 1.0, i))
         return i, t - start(i), t0 * ops.power(ops.full_like(t, mult), i)

@@ -22,7 +22,7 @@ from keras_lr._validation import (
     check_same_length,
     fail,
 )
-from keras_lr.schedules.base import Schedule
+from keras_lr.schedules.base import Schedule, floor, full, maximum, minimum
 
 __all__ = [
     "Constant",
@@ -99,7 +99,7 @@ class StepDecay(Schedule):
         self.gamma = check_float("gamma", gamma, minimum=0.0, strict=True)
 
     def _compute(self, t):
-        k = ops.floor(t / self.step_size)
+        k = floor(t / self.step_size)
         k = ops.where(k * self.step_size > t, k - 1, k)  # guard a rounded-up quotient
         return self.initial_learning_rate * ops.power(ops.full_like(t, self.gamma), k)
 
@@ -309,7 +309,7 @@ class InverseSqrtDecay(Schedule):
 
     def _compute(self, t):
         return self.initial_learning_rate * ops.sqrt(
-            self.timescale / ops.maximum(t, float(self.timescale))
+            self.timescale / maximum(t, float(self.timescale))
         )
 
     def get_config(self):
@@ -362,15 +362,15 @@ class PiecewiseLinear(Schedule):
         starts = table(b[:-1])
         # j: the segment [b_j, b_{j+1}) that holds t (0 before the first point)
         j = ops.sum(ops.cast(ops.expand_dims(t, -1) >= starts, "int32"), axis=-1) - 1
-        j = ops.maximum(j, 0)
+        j = maximum(j, 0)
         slopes = [(v1 - v0) / (b1 - b0) for b0, b1, v0, v1 in zip(b, b[1:], v, v[1:])]
         inside = ops.take(table(v[:-1]), j) + ops.take(table(slopes), j) * (
             t - ops.take(starts, j))
         # rounding must not carry the rate outside its segment (below 0 when a value is 0)
         low = ops.take(table([min(p) for p in zip(v, v[1:])]), j)
         high = ops.take(table([max(p) for p in zip(v, v[1:])]), j)
-        inside = ops.minimum(ops.maximum(inside, low), high)
-        return ops.where(t <= b[0], v[0], ops.where(t >= b[-1], v[-1], inside))
+        inside = minimum(maximum(inside, low), high)
+        return ops.where(t <= b[0], full(t, v[0]), ops.where(t >= b[-1], full(t, v[-1]), inside))
 
     def get_config(self):
         return {"boundaries": list(self.boundaries), "values": list(self.values)}

@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 from keras_lr._validation import check_choice, check_float, check_int
-from keras_lr.schedules.base import Schedule
+from keras_lr.schedules.base import Schedule, full, maximum
 from keras_lr.schedules.cosine import check_floor
 
 __all__ = ["WarmupStableDecay"]
@@ -95,9 +95,9 @@ class WarmupStableDecay(Schedule):
         else:
             factor = 1.0 - ops.sqrt(p)
         out = low + (peak - low) * factor
-        out = ops.where(t < decay_start, peak, out)
+        out = ops.where(t < decay_start, full(t, peak), out)
         if warmup:
-            out = ops.where(t < warmup, peak * ops.maximum(t, 0.0) / warmup, out)
+            out = ops.where(t < warmup, peak * maximum(t, 0.0) / warmup, out)
         return out
 
     def get_config(self):

@@ -49,7 +49,7 @@ def test_per_epoch_counts_optimizer_updates_under_gradient_accumulation(clear_se
     model.compile(optimizer, loss="mae", jit_compile=False)
     model.fit(np.zeros((8, 1)), np.full((8, 1), -1e3), batch_size=1, verbose=0, shuffle=False)
     # 4 updates using schedule(0..3)
-    assert float(model.layers[0].bias.numpy()[0]) == pytest.approx(-(1 + 0.5 + 0.25 + 0.125))
+    assert float(keras.ops.convert_to_numpy(model.layers[0].bias)[0]) == pytest.approx(-(1 + 0.5 + 0.25 + 0.125))
 
 
 def test_as_schedule():

@@ -1,8 +1,11 @@
 """The learning-rate range test: `find_lr` and its `LRFinderResult`.
 
 Modules:
-    core: `find_lr`: argument checks, data, driving the rate and the state restore.
-    loop: the compiled chunked training loop, its per-model cache and the state copy.
+    core: `find_lr`: argument checks, driving the rate and the state restore.
+    data: the batches, planned in NumPy so that every backend trains on the same ones.
+    loop: what the backends' loops share (host smoothing, the rate schedule, the cache).
+    tf_loop, jax_loop, torch_loop: the loop on each backend (a `tf.while_loop` chunk, a
+        jitted `jax.lax.scan` chunk, one torch step at a time).
     result: `LRFinderResult` (curve, suggestions, plot, JSON).
     suggest: fastai's ``valley``, ``steep`` and ``minimum`` suggestion rules.
     verify: `verify_rates`: train a few rates around a suggestion at once (`keras_lr.sweep`).

@@ -36,13 +36,34 @@ class Batches(keras.callbacks.Callback):
         self.epochs += 1
 
 
+def numpy_glorot(model, seed=0):
+    """Glorot-uniform kernels and zero biases drawn by NumPy: the same start on every backend
+    (Keras's initializers draw different numbers per backend)."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for w in model.get_weights():
+        if w.ndim == 2:
+            limit = math.sqrt(6.0 / sum(w.shape))
+            weights.append(rng.uniform(-limit, limit, w.shape).astype(w.dtype))
+        else:
+            weights.append(np.zeros_like(w))
+    model.set_weights(weights)
+    return model
+
+
 def train(ds, learning_rate, pruning, epochs=3, x=None):
     keras.utils.set_random_seed(0)
-    model = models.mlp(ds.input_shape, ds.num_classes, hidden=(32,), seed=0)
-    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
+    model = numpy_glorot(models.mlp(ds.input_shape, ds.num_classes, hidden=(32,), seed=0))
+    # Logits and from_logits=True: the loss is exact (unbounded) on every backend. With a
+    # softmax output Keras's TensorFlow backend computes from the softmax's logits while JAX
+    # and torch clip the probabilities at 1e-7 (a batch loss of at most ~16.1), so a spike of
+    # 10x an untrained loss of ~2.3 could never be seen there.
+    model.layers[-1].activation = keras.activations.linear
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     counter = Batches()
-    history = model.fit(ds.x_train if x is None else x, ds.y_train, batch_size=32,
+    history = model.fit(ds.x_train if x is None else x, ds.y_train, batch_size=32, shuffle=False,
                         epochs=epochs, validation_data=(ds.x_val, ds.y_val), verbose=0,
                         callbacks=[pruning, counter])
     return history, counter

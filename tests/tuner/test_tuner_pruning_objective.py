@@ -16,6 +16,11 @@ kt = pytest.importorskip("keras_tuner")
 from keras_lr.tuner import DivergencePruning, LRHyperModel  # noqa: E402
 from keras_lr.tuner.pruning import objective_directions, penalty  # noqa: E402
 
+SOFTMAX_SPIKES = pytest.mark.backends(
+    "tensorflow", reason="the diverging trials' softmax losses: Keras's TensorFlow backend "
+    "computes crossentropy from the softmax's logits (unbounded), JAX and torch clip the "
+    "probabilities at 1e-7 (at most ~16.1), so the 10x spike these runs rely on never shows")
+
 
 def my_score(y_true, y_pred):
     """An accuracy under a name KerasTuner cannot guess a direction for."""
@@ -62,6 +67,7 @@ def test_objective_directions():
         DivergencePruning(objective=3)
 
 
+@SOFTMAX_SPIKES
 def test_a_custom_metric_to_maximize_gets_its_worst_value_in_a_plain_fit(clear_session):
     x, y = blobs()
     keras.utils.set_random_seed(0)
@@ -94,6 +100,7 @@ def test_a_negative_loss_gets_a_penalty_above_it(clear_session):
     assert history.history["loss"][0] > 1.0  # worse than any cosine-similarity loss
 
 
+@SOFTMAX_SPIKES
 @pytest.mark.slow
 def test_a_pruned_trial_scores_worst_for_a_custom_objective(tmp_path, clear_session):
     """The auditor's case: `LRHyperModel`, a custom metric to maximize, every rate diverging."""
@@ -110,6 +117,7 @@ def test_a_pruned_trial_scores_worst_for_a_custom_objective(tmp_path, clear_sess
     assert trial.status == "COMPLETED" and trial.score == 0.0  # was 10 x the first loss
 
 
+@SOFTMAX_SPIKES
 @pytest.mark.slow
 def test_the_tuner_objective_is_found_for_a_custom_hypermodel(tmp_path, clear_session):
     """A plain build function, the callback given to `search`, two objectives at once."""

@@ -250,8 +250,9 @@ def mlp(
         >>> tuple(layer.name for layer in model.layers)
         ('dense_0', 'output')
         >>> deep = mlp((64,), 10, width=16, depth=3, norm="layer", residual=True)
-        >>> [layer.name for layer in deep.layers][1:6]
-        ['dense_0', 'norm_0', 'act_0', 'shortcut_0', 'add_0']
+        >>> names = [layer.name for layer in deep.layers]
+        >>> tuple(names[1:6])
+        ('dense_0', 'norm_0', 'shortcut_0', 'act_0', 'add_0')
     """
     shape = _check_input_shape(input_shape, "mlp", None, "(features,)")
     num_classes = _check_num_classes(num_classes)
@@ -346,8 +347,9 @@ def cnn(
         >>> model.get_layer("pool_1").output.shape
         (None, 7, 7, 64)
         >>> wide = cnn((8, 8, 1), 10, width=8, depth=2, norm="batch")
-        >>> [layer.name for layer in wide.layers][:7]
-        ['conv_0', 'norm_0', 'act_0', 'conv_1', 'norm_1', 'act_1', 'pool_0']
+        >>> names = [layer.name for layer in wide.layers]
+        >>> tuple(names[:7])
+        ('conv_0', 'norm_0', 'act_0', 'conv_1', 'norm_1', 'act_1', 'pool_0')
     """
     shape = _check_input_shape(input_shape, "cnn", 3, "(height, width, channels)")
     num_classes = _check_num_classes(num_classes)

@@ -4,6 +4,7 @@ import doctest
 import importlib
 import pkgutil
 
+import keras
 import pytest
 
 import keras_lr
@@ -14,8 +15,14 @@ MODULES = sorted(
 )
 
 
+#: Modules whose subject runs on TensorFlow only: their examples fail, as documented, elsewhere.
+TENSORFLOW_ONLY = ("keras_lr.sweep", "keras_lr.finder.verify", "keras_lr.study")
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
+    if keras.backend.backend() != "tensorflow" and name.startswith(TENSORFLOW_ONLY):
+        pytest.skip(f"{name} runs on TensorFlow only (the sweep on JAX and torch is issue 16)")
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -36,6 +36,7 @@ def torch_momenta(make_scheduler, n_steps, optimizer="sgd"):
     return np.array(rates), np.array(momenta)
 
 
+@pytest.mark.backends("tensorflow", "torch", reason="float64 exactness: JAX without jax_enable_x64 computes schedules in float32 (measured up to 1.3e-5 relative; open, issue 15)")
 @pytest.mark.torch
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("anneal", ["cos", "linear"])

@@ -117,6 +117,7 @@ def test_dtype_rule_float32():
     assert S.values(schedule, 5).dtype == np.float32
 
 
+@pytest.mark.backends("tensorflow", reason="on torch CosineDecay returns float32 for a float64 step (Keras 3.15 torch ops downcast; open, issue 15)")
 @NEEDS_X64
 def test_dtype_rule_float64():
     schedule = S.CosineDecay(0.1, 1000)

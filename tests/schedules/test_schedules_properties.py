@@ -18,7 +18,10 @@ rates = st.floats(0.0, 1.0, allow_subnormal=False)
 positive_rates = st.floats(1e-6, 1.0)
 factors = st.floats(1e-3, 1.0)  # decay factors <= 1 (larger ones overflow by design at 1e10)
 durations = st.integers(1, 10**6)
-steps = st.lists(st.integers(0, 10**10), min_size=1, max_size=16).map(
+# JAX without `jax_enable_x64` counts steps in int32 (docs/schedules.md): steps stay below
+# 2**31 there; TensorFlow and torch are drawn up to 1e10.
+MAX_STEP = 2**31 - 1 if keras.backend.backend() == "jax" else 10**10
+steps = st.lists(st.integers(0, MAX_STEP), min_size=1, max_size=16).map(
     lambda s: np.array(sorted(s), dtype=np.int64)
 )
 
@@ -165,6 +168,7 @@ def test_decays_never_increase(schedule, at):
     assert np.all(np.diff(out) <= 1e-7 * np.abs(out[:-1]) + 1e-30)
 
 
+@pytest.mark.backends("tensorflow", "torch", reason="float64 exactness: JAX without jax_enable_x64 computes schedules in float32 (measured up to 1.3e-5 relative; open, issue 15)")
 @SETTINGS
 @given(st.one_of(BUILDERS["restarts"], BUILDERS["cyclical"], BUILDERS["one_cycle"]), steps)
 def test_cyclic_schedules_stay_in_their_band(schedule, at):
@@ -188,6 +192,7 @@ def test_wrappers_of_a_constant_are_bounded(cls):
     assert np.all((out >= 0) & (out <= np.float32(0.2)))
 
 
+@pytest.mark.backends("tensorflow", "torch", reason="float64 exactness: JAX without jax_enable_x64 computes schedules in float32 (measured up to 1.3e-5 relative; open, issue 15)")
 @SETTINGS
 @given(piecewise(), steps)
 def test_piecewise_linear_hits_every_point_and_interpolates(schedule, at):

@@ -22,7 +22,10 @@ STEPS = np.arange(0, 1200, 7)
 
 
 def curve(schedule, steps=STEPS):
-    return np.asarray(keras.ops.convert_to_numpy(schedule(np.asarray(steps, "float64"))))
+    # `values` maps Keras built-ins one step at a time where they need it: called on a vector
+    # of steps, Keras 3.15's PiecewiseConstantDecay fails on torch (an in-place `+=` of a
+    # vector into a scalar).
+    return schedules.values(schedule, np.asarray(steps, "float64"))
 
 
 def same(a, b):
@@ -176,9 +179,7 @@ ROUND_TRIP = [
     "warmup(cosine_decay(0.1, 100), 10, start_learning_rate=0.01)",
     "sequence([constant(0.1), warmup(step_decay(0.1, 30), 5)], [50])",
     "per_epoch(exponential_decay(0.1, 0.9), 7)",
-    pytest.param("keras.PiecewiseConstantDecay([10, 20], [0.1, 0.01, 0.001])", marks=pytest.mark.backends(
-        "tensorflow", "jax", reason="the torch comparison of this round trip fails, not yet "
-        "investigated (open, issue 21)")),
+    "keras.PiecewiseConstantDecay([10, 20], [0.1, 0.01, 0.001])",
 ]
 
 

@@ -190,15 +190,17 @@ def test_sgd_cycled_momentum_and_weights_equal_torch(jit, nesterov, clear_sessio
     assert not np.allclose(weights(plain)[0], expected[0], rtol=1e-4)
 
 
-def keras_sgd_oracle(rates, momenta, nesterov=False):
-    """Keras's SGD update, in NumPy float64, with the given per-step rate and momentum."""
+def keras_sgd_oracle(rates, momenta, nesterov=False, multipliers=(1.0, 1.0)):
+    """Keras's SGD update, in NumPy float64, with the given per-step rate and momentum;
+    `multipliers` scale the rate of the kernel and the bias (a per-variable rate)."""
     w, b = W0.astype(np.float64), B0.astype(np.float64)
     vw, vb = np.zeros_like(w), np.zeros_like(b)
+    kw, kb = multipliers
     for i, (lr, m) in enumerate(zip(rates, momenta)):
         gw, gb = gradients(w, b, i)
-        vw, vb = m * vw - lr * gw, m * vb - lr * gb
+        vw, vb = m * vw - kw * lr * gw, m * vb - kb * lr * gb
         if nesterov:
-            w, b = w + m * vw - lr * gw, b + m * vb - lr * gb
+            w, b = w + m * vw - kw * lr * gw, b + m * vb - kb * lr * gb
         else:
             w, b = w + vw, b + vb
     return w, b
@@ -338,6 +340,35 @@ def test_composes_with_lr_wrapper(order, jit, clear_session):
     for x, y in zip(weights(got), weights(want)):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
     assert current_momentum(got.optimizer) == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize("order", ["momentum_outside", "momentum_inside"])
+@pytest.mark.parametrize("jit", JIT_MODES)
+def test_composes_with_layerwise_multipliers(order, jit, clear_session):
+    """Per-variable rates (the bias at 0.25x) under a cycled momentum: each variable follows
+    Keras's SGD with its own rate and the shared momentum, in either nesting order."""
+    from keras_lr.optimizers import LayerwiseLR
+
+    lr = S.OneCycle(0.05, STEPS, 0.3)
+    momentum = lr.momentum_schedule()
+    rules = {"bias$": 0.25}
+    if order == "momentum_outside":
+        optimizer = ScheduledMomentum(LayerwiseLR(keras.optimizers.SGD(lr, momentum=0.9), rules),
+                                      momentum)
+    else:
+        optimizer = LayerwiseLR(ScheduledMomentum(keras.optimizers.SGD(lr, momentum=0.9),
+                                                  momentum), rules)
+    recorder = Momenta()
+    model = keras_train(optimizer, jit, callbacks=[recorder])
+    rates = S.values(lr, STEPS).astype(np.float64)
+    momenta = S.values(momentum, STEPS).astype(np.float64)
+    np.testing.assert_allclose(recorder.values, momenta, rtol=1e-6)
+    expected = keras_sgd_oracle(rates, momenta, multipliers=(1.0, 0.25))
+    for got, want in zip(weights(model), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # the multiplier matters: the bias of the unscaled run is elsewhere
+    unscaled = keras_sgd_oracle(rates, momenta)
+    assert np.max(np.abs(unscaled[1] - expected[1])) > 1e-3
 
 
 @pytest.mark.parametrize("order", ["guard_outside", "guard_inside"])

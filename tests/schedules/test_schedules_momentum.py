@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from backend_utils import schedule_atol
 
 from keras_lr import schedules as S
 
@@ -36,7 +37,6 @@ def torch_momenta(make_scheduler, n_steps, optimizer="sgd"):
     return np.array(rates), np.array(momenta)
 
 
-@pytest.mark.backends("tensorflow", "torch", reason="float64 exactness: JAX without jax_enable_x64 computes schedules in float32 (measured up to 1.3e-5 relative; open, issue 15)")
 @pytest.mark.torch
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("anneal", ["cos", "linear"])
@@ -55,7 +55,7 @@ def test_one_cycle_momentum_matches_torch(optimizer, anneal, three_phase, total,
     momentum = lr.momentum_schedule()  # PyTorch's defaults, 0.85 and 0.95
     assert isinstance(momentum, S.OneCycleMomentum)
     np.testing.assert_allclose(S.values(momentum, total), momenta, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(S.values(lr, total), rates, rtol=1e-5)
+    np.testing.assert_allclose(S.values(lr, total), rates, rtol=1e-5, atol=schedule_atol(0.5))
     # inverse to the rate: the momentum is lowest where the rate peaks
     assert np.argmin(momenta) == np.argmax(rates)
     # after total_steps the last momentum is held

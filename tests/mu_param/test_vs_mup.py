@@ -12,7 +12,7 @@ from keras_lr import models
 from keras_lr import mup as kmup
 
 torch = pytest.importorskip("torch")
-mup = pytest.importorskip("mup")
+mup = pytest.importorskip("mup", reason="the mup oracle (microsoft/mup) is not installed")
 
 D, C, N = 12, 5, 32
 

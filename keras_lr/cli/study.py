@@ -2,15 +2,16 @@
 
 Usage::
 
-    keras-lr study [--models mlp,cnn,lstm,gru] [--data digits] [--optimizers sgd,adam]
+    keras-lr study [--models mlp,cnn,lstm,gru] [--data digits] [--optimizers sgd,adam,...]
                    [--lrs 1e-4:1:9] [--schedules constant,...] [--clip none,global_norm,agc]
                    [--seeds N] [--epochs N] [--out DIR] [--quick] [--plan NAME]
                    [--download] [--scheduler ADDRESS | --workers N] [--[no-]parallel]
                    [--no-progress]
 
 Without grid flags it runs the default plan (`keras_lr.study.default_plan`: a main rate grid
-per family and optimizer plus one small sub-study per claim); `--quick` runs the CI-sized
-plan. Any of ``--models``, ``--data``, ``--optimizers``, ``--lrs``, ``--schedules``,
+per family and optimizer plus one small sub-study per claim, the learning-rate-free one
+included); `--quick` runs the CI-sized plan. ``--optimizers`` takes sgd, adam and the
+learning-rate-free prodigy, dadapt_adam, schedule_free_adamw (`grid.ALL_OPTIMIZERS`). Any of ``--models``, ``--data``, ``--optimizers``, ``--lrs``, ``--schedules``,
 ``--clip`` selects a custom grid instead: the cartesian product of the given options (the
 others at their defaults). Rerunning with the same ``--out`` resumes; Ctrl-C writes a partial
 report and exits 130. Bad input exits 2 with a one-line message. ``--parallel`` /
@@ -48,7 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--models", help="comma list of mlp,cnn,lstm,gru (custom grid)")
     parser.add_argument("--data", help="data set (custom grid; default digits)")
-    parser.add_argument("--optimizers", help="comma list of sgd,adam (custom grid)")
+    parser.add_argument("--optimizers", help="comma list of sgd,adam,prodigy,dadapt_adam,"
+                        "schedule_free_adamw (custom grid; the last three at their defaults "
+                        "but the rate)")
     parser.add_argument("--lrs", help="LOW:HIGH:N log-spaced rates, or a comma list "
                         "(default 1e-4:1:9; 1e-3:1:4 with --quick)")
     parser.add_argument("--schedules", help="comma list of " + ",".join(_schedules()))
@@ -119,8 +122,7 @@ def make_plan(args):
     try:
         families = grid.parse_list(args.models or ",".join(grid.FAMILIES), grid.FAMILIES,
                                    "model")
-        optimizers = grid.parse_list(args.optimizers or "sgd,adam", grid.OPTIMIZERS,
-                                     "optimizer")
+        optimizers = grid.parse_optimizers(args.optimizers or "sgd,adam")
         rates = grid.parse_rates(args.lrs or ("1e-3:1:4" if args.quick else "1e-4:1:9"))
         schedules = grid.parse_list(args.schedules or "constant", grid.SCHEDULES, "schedule")
         clips = grid.parse_list(args.clip or "none", grid.CLIPS, "clip")

@@ -5,6 +5,8 @@ Modules:
     runner: one training run (compiled once per group, reset between rates and seeds).
     metrics: divergence, epochs to target, oscillation, stable range, aggregation.
     claims: the structural claims and their verdict rule.
+    lrfree: the learning-rate-free sub-study (Prodigy, DAdaptAdam, ScheduleFreeAdamW against
+        tuned Adam): its claim, table and the d estimates.
     figures, report: PNG figures, report.md and a self-contained report.html.
     store: results.jsonl (resume), results.csv, results.json.
     engine: `run_study`, progress bar, Ctrl-C handling.
@@ -25,8 +27,11 @@ print([(c["claim"], c["subject"], c["verdict"]) for c in result.claims])
 from keras_lr.study.claims import CLAIMS, evaluate_claims, verdict
 from keras_lr.study.engine import StudyInterrupted, StudyResult, run_study, write_outputs
 from keras_lr.study.grid import (
+    ALL_OPTIMIZERS,
     CLIPS,
+    DEFAULT_RATES,
     FAMILIES,
+    LR_FREE_OPTIMIZERS,
     MULTIPLIERS,
     OPTIMIZERS,
     SCHEDULES,
@@ -36,7 +41,9 @@ from keras_lr.study.grid import (
     Stage,
     custom_plan,
     default_plan,
+    lr_free_runs,
     parse_list,
+    parse_optimizers,
     parse_rates,
     rate_grid,
     standard_plan,
@@ -46,9 +53,12 @@ from keras_lr.study.runner import Runner, make_optimizer, make_schedule, run_gro
 from keras_lr.study.store import Store
 
 __all__ = [
+    "ALL_OPTIMIZERS",
     "CLAIMS",
     "CLIPS",
+    "DEFAULT_RATES",
     "FAMILIES",
+    "LR_FREE_OPTIMIZERS",
     "MULTIPLIERS",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -63,9 +73,11 @@ __all__ = [
     "custom_plan",
     "default_plan",
     "evaluate_claims",
+    "lr_free_runs",
     "make_optimizer",
     "make_schedule",
     "parse_list",
+    "parse_optimizers",
     "parse_rates",
     "rate_grid",
     "run_group",

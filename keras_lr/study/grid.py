@@ -27,8 +27,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = [
+    "ALL_OPTIMIZERS",
     "CLIPS",
+    "DEFAULT_RATES",
     "FAMILIES",
+    "LR_FREE_OPTIMIZERS",
     "MULTIPLIERS",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -39,7 +42,9 @@ __all__ = [
     "Stage",
     "custom_plan",
     "default_plan",
+    "lr_free_runs",
     "parse_list",
+    "parse_optimizers",
     "parse_rates",
     "rate_grid",
     "standard_plan",
@@ -48,7 +53,17 @@ __all__ = [
 FAMILIES = ("mlp", "cnn", "lstm", "gru")
 """Model families the study knows (`keras_lr.models` builders)."""
 OPTIMIZERS = ("sgd", "adam")
-"""``sgd`` is SGD with momentum 0.9; ``adam`` is Keras's Adam with its default betas."""
+"""``sgd`` is SGD with momentum 0.9; ``adam`` is Keras's Adam with its default betas: the
+optimizers of the main grid and of the rate sub-studies."""
+LR_FREE_OPTIMIZERS = ("prodigy", "dadapt_adam", "schedule_free_adamw")
+"""The learning-rate-free sub-study's optimizers (`keras_lr.optimizers`): ``prodigy``
+(`Prodigy`), ``dadapt_adam`` (`DAdaptAdam`), ``schedule_free_adamw`` (`ScheduleFreeAdamW`),
+each with its own defaults but the rate; evaluated at x for schedule-free."""
+ALL_OPTIMIZERS = OPTIMIZERS + LR_FREE_OPTIMIZERS
+"""Every optimizer name a run (and ``keras-lr study --optimizers``) accepts."""
+DEFAULT_RATES = {"prodigy": 1.0, "dadapt_adam": 1.0, "schedule_free_adamw": 0.0025}
+"""The default ``learning_rate`` of each learning-rate-free optimizer (its class's default;
+a test checks they agree): a run at this rate is the optimizer "at its defaults"."""
 SCHEDULES = (
     "constant", "step", "exponential", "cosine", "warmup", "warmup_cosine", "onecycle",
 )
@@ -73,7 +88,7 @@ class RunConfig:
     Attributes:
         family: model family, one of `FAMILIES`.
         data: data-set name (`keras_lr.data.NAMES`), e.g. ``"digits"`` or ``"adding"``.
-        optimizer: one of `OPTIMIZERS`.
+        optimizer: one of `ALL_OPTIMIZERS`.
         lr: the peak learning rate (the schedule's value 1.0 maps to it).
         seed: initialisation and shuffling seed (the data split is fixed, seed 0).
         schedule: one of `SCHEDULES`.
@@ -263,6 +278,27 @@ def parse_list(text: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def parse_optimizers(text: str) -> tuple[str, ...]:
+    """Parse ``--optimizers``: a comma list of `ALL_OPTIMIZERS`, in the order given.
+
+    Raises:
+        ValueError: an empty list, or an unknown name (in the Keras wording: "Argument
+            `optimizer` must be one of 'sgd', 'adam', ... Received: optimizer='adamw'").
+
+    Example:
+        >>> parse_optimizers("adam,prodigy")
+        ('adam', 'prodigy')
+    """
+    from keras_lr._validation import check_choice
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError("empty optimizer list")
+    for name in names:
+        check_choice("optimizer", name, ALL_OPTIMIZERS)
+    return tuple(dict.fromkeys(names))
+
+
 # ---------------------------------------------------------------------- plans
 def _runs(families, data, optimizers, rates, seeds, **fixed):
     return [
@@ -272,10 +308,31 @@ def _runs(families, data, optimizers, rates, seeds, **fixed):
 
 
 def _range_tests(families, data, optimizers, seeds, **fixed):
+    # a range test sweeps the rate of SGD or Adam; the learning-rate-free ones have none
+    optimizers = [o for o in optimizers if o in OPTIMIZERS]
     return [
         RangeTestConfig(family=f, data=data, optimizer=o, seed=s, **fixed)
         for f, o, s in itertools.product(families, optimizers, seeds)
     ]
+
+
+def lr_free_runs(families, data, rates, seeds, **fixed) -> list[RunConfig]:
+    """The learning-rate-free sub-study: every optimizer of `LR_FREE_OPTIMIZERS` at its
+    defaults (`DEFAULT_RATES`, constant schedule), and ``schedule_free_adamw`` at each of
+    `rates` (its rate tuned on the grid), per family and seed.
+
+    Example:
+        >>> runs = lr_free_runs(("mlp",), "digits", (0.01, 0.1), (0,), epochs=2)
+        >>> [(c.optimizer, c.lr) for c in runs]  # doctest: +NORMALIZE_WHITESPACE
+        [('prodigy', 1.0), ('dadapt_adam', 1.0), ('schedule_free_adamw', 0.0025),
+         ('schedule_free_adamw', 0.01), ('schedule_free_adamw', 0.1)]
+    """
+    out = [RunConfig(family=f, data=data, optimizer=o, lr=DEFAULT_RATES[o], seed=s, **fixed)
+           for f, o, s in itertools.product(families, LR_FREE_OPTIMIZERS, seeds)]
+    grid_rates = [r for r in rates if r != DEFAULT_RATES["schedule_free_adamw"]]
+    out += _runs(families, data, ("schedule_free_adamw",), grid_rates, seeds, **fixed)
+    return sorted(out, key=lambda c: (c.family, ALL_OPTIMIZERS.index(c.optimizer), c.seed,
+                                      c.lr != DEFAULT_RATES[c.optimizer], c.lr))
 
 
 def _best_rates(records, family, data, optimizer, common, rates, count):
@@ -311,6 +368,9 @@ def default_plan(quick: bool = False, seeds: int | None = None,
       global_norm, agc} x every rate (the clipping claim);
     * layerwise: CNN x adam with conv or dense layers at 10x the rate;
     * gates: LSTM x adam with the gate (i, f, o) rates x4;
+    * learning-rate-free: every family x {prodigy, dadapt_adam, schedule_free_adamw} at
+      their defaults, and schedule_free_adamw at every sub-study rate (`lr_free_runs`);
+      their claim compares them with Adam's best grid rate (constant or warmup_cosine);
     * schedules: every family x adam x {step, exponential, cosine, warmup_cosine, onecycle}
       at the constant optimum and the next higher grid rate;
     * range tests: every family x {sgd, adam} x seed.
@@ -329,6 +389,7 @@ def default_plan(quick: bool = False, seeds: int | None = None,
         schedules = ("cosine", "warmup_cosine")
         schedule_rates = 1
         upper = rates
+        lr_free_families = families
         description = "quick study (CI smoke run)"
     else:
         families = FAMILIES
@@ -341,6 +402,7 @@ def default_plan(quick: bool = False, seeds: int | None = None,
         schedules = ("step", "exponential", "cosine", "warmup_cosine", "onecycle")
         schedule_rates = 2
         upper = rates[2:]  # sub-studies: 1e-3..1, where the stable ranges end
+        lr_free_families = families
         description = "default study"
 
     stages = [
@@ -360,6 +422,10 @@ def default_plan(quick: bool = False, seeds: int | None = None,
             ("cnn",), "digits", ("adam",), upper, seeds_, multipliers=m, **common)]))
     stages.append(Stage("gates", _runs(("lstm",), "digits", ("adam",), upper, seeds_,
                                        multipliers="gates_x4", **common)))
+    # before the schedules: it needs no results (so a cluster takes it with the fixed
+    # stages); its claim compares with Adam's grid and warmup_cosine runs of the others
+    stages.append(Stage("learning-rate-free", lr_free_runs(lr_free_families, "digits", upper,
+                                                           seeds_, **common)))
 
     def schedule_stage(records):
         out = []
@@ -374,7 +440,8 @@ def default_plan(quick: bool = False, seeds: int | None = None,
     stages.append(Stage("schedules", schedule_stage,
                         len(families) * len(schedules) * schedule_rates * len(seeds_)))
     settings = {"families": families, "data": "digits (adding for the clipping claim)",
-                "optimizers": OPTIMIZERS, "rates": rates, "seeds": len(seeds_), **common}
+                "optimizers": OPTIMIZERS, "learning-rate-free": LR_FREE_OPTIMIZERS,
+                "rates": rates, "seeds": len(seeds_), **common}
     return Plan(stages, rates, description, settings)
 
 

@@ -17,9 +17,10 @@ and score for that epoch are recorded as NaN, as the sequential run's NaN weight
 The batch stops early once every replica has diverged.
 
 When it is used (`use_parallel`, the rule behind ``keras-lr study --[no-]parallel``): a
-batch of at least `MIN_REPLICAS` runs whose clipping is ``none`` or ``global_norm`` (per
-replica, the replicated optimizer's ``global_clipnorm``) and whose multipliers are ``none``
-(AGC and layer-wise multipliers always run sequentially); by default (``auto``) only for the
+batch of at least `MIN_REPLICAS` SGD or Adam runs whose clipping is ``none`` or
+``global_norm`` (per replica, the replicated optimizer's ``global_clipnorm``) and whose
+multipliers are ``none`` (AGC, layer-wise multipliers and the learning-rate-free optimizers
+always run sequentially); by default (``auto``) only for the
 families of `PARALLEL_FAMILIES`, where it was measured faster.
 """
 
@@ -31,7 +32,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from keras_lr.study.grid import RunConfig
+from keras_lr.study.grid import OPTIMIZERS, RunConfig
 from keras_lr.study.metrics import divergence_epoch
 from keras_lr.study.runner import Runner, _build, make_record, make_schedule
 
@@ -56,8 +57,10 @@ PARALLEL_CLIPS = ("none", "global_norm")
 
 
 def supported(config: RunConfig) -> bool:
-    """Whether the parallel engine can train `config` (clipping and multipliers)."""
-    return config.clip in PARALLEL_CLIPS and config.multipliers == "none"
+    """Whether the parallel engine can train `config`: SGD or Adam (the replicated optimizers;
+    the learning-rate-free ones run sequentially), clipping and multipliers."""
+    return (config.optimizer in OPTIMIZERS and config.clip in PARALLEL_CLIPS
+            and config.multipliers == "none")
 
 
 def use_parallel(batch: Sequence[RunConfig], parallel: bool | str = "auto") -> bool:
@@ -228,7 +231,7 @@ def run_parallel(runner: Runner, batch: Sequence[RunConfig]) -> Iterator[dict]:
     keys = {(c.group, c.seed) for c in batch}
     if len(keys) != 1 or not all(supported(c) for c in batch):
         raise ValueError(
-            "run_parallel needs runs of one group and seed with clip in "
+            "run_parallel needs SGD or Adam runs of one group and seed with clip in "
             f"{PARALLEL_CLIPS} and no multipliers. Received: {[c.label() for c in batch]}"
         )
     cache = runner._trainers

@@ -121,10 +121,19 @@ def make_schedule(name: str, total_steps: int, steps_per_epoch: int, peak: float
 
 def make_optimizer(name: str, learning_rate=1.0, clip: str = "none",
                    multipliers: str = "none", model=None):
-    """The study's optimizer: a keras-lr wrapper around SGD (momentum 0.9) or Adam.
+    """The study's optimizer: a keras-lr wrapper around SGD (momentum 0.9), Adam, or a
+    learning-rate-free optimizer at its defaults but the rate.
+
+    The learning-rate-free ones (`keras_lr.study.grid.LR_FREE_OPTIMIZERS`):
+    ``prodigy`` is `keras_lr.optimizers.Prodigy`, ``dadapt_adam`` `DAdaptAdam` (their rate
+    is the factor on the estimate d, 1 by default) and ``schedule_free_adamw``
+    `ScheduleFreeAdamW` (default rate 0.0025), every other argument at its default. The
+    wrapper's scale multiplies the rate they receive, so a rate fed through ``lr_scale``
+    gives the optimizer built with that rate (Prodigy's d and schedule-free's ``lr_max`` and
+    averaging weights see it).
 
     Args:
-        name: ``"sgd"`` or ``"adam"``.
+        name: one of `keras_lr.study.grid.ALL_OPTIMIZERS`.
         learning_rate: float or schedule of the inner optimizer.
         clip: ``"none"``, ``"global_norm"`` (``GlobalNorm(1.0)``) or ``"agc"``
             (``AdaptiveClip(0.05)``), applied by a `GradientGuard` (non-finite steps are not
@@ -135,15 +144,22 @@ def make_optimizer(name: str, learning_rate=1.0, clip: str = "none",
     """
     import keras
 
+    from keras_lr import optimizers as lr_optimizers
     from keras_lr.guards import AdaptiveClip, GlobalNorm, GradientGuard
     from keras_lr.optimizers import LayerwiseLR, LRWrapper
+    from keras_lr.study.grid import ALL_OPTIMIZERS
 
+    check_choice("optimizer", name, ALL_OPTIMIZERS)
     if name == "sgd":
         optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9)
     elif name == "adam":
         optimizer = keras.optimizers.Adam(learning_rate)
+    elif name == "prodigy":
+        optimizer = lr_optimizers.Prodigy(learning_rate)
+    elif name == "dadapt_adam":
+        optimizer = lr_optimizers.DAdaptAdam(learning_rate)
     else:
-        raise ValueError(f"unknown optimizer {name!r}")
+        optimizer = lr_optimizers.ScheduleFreeAdamW(learning_rate)
     wrapped = optimizer
     if multipliers != "none":
         wrapped = LayerwiseLR(wrapped, multiplier_rules(multipliers, model))
@@ -267,7 +283,7 @@ class _Trainer:
         import keras
         import tensorflow as tf
 
-        from keras_lr.optimizers import find_lr_scale
+        from keras_lr.optimizers import base_optimizer, find_lr_scale
 
         self.runner = runner
         self.data = runner.data(config.family, config.data, config.limit)
@@ -278,6 +294,11 @@ class _Trainer:
         with keras.name_scope(opt.name, caller=opt):
             opt.build(model.trainable_variables)
         self.scale = find_lr_scale(opt)
+        inner = base_optimizer(opt)
+        # schedule-free: the model holds y while training; every evaluation swaps x in
+        self.schedule_free = hasattr(inner, "z_variables")
+        # Prodigy and DAdaptAdam: their estimate d, recorded after every step
+        self.estimate = getattr(inner, "lr_estimate", None)
         self.opt_variables = list(opt.variables)
         self.opt_initial = [np.array(keras.ops.convert_to_numpy(v)) for v in self.opt_variables]
         self.batch_size = config.batch_size
@@ -313,16 +334,22 @@ class _Trainer:
 
         epoch_jit = config.family in _EPOCH_JIT
         steps = self.steps
+        estimate = self.estimate
 
         def epoch(perm, rates):
-            def body(j, out):
+            def body(j, out, *track):
                 idx = perm[j]
                 loss = step(tf.gather(x_train, idx), tf.gather(y_train, idx), rates[j])
-                return j + 1, out.write(j, loss)
+                if track:  # the estimate d after the step
+                    track = (track[0].write(j, tf.cast(estimate, tf.float64)),)
+                return (j + 1, out.write(j, loss), *track)
 
-            _, out = tf.while_loop(lambda j, _: j < steps, body,
-                                   (tf.constant(0), tf.TensorArray(tf.float32, steps)))
-            return out.stack()
+            start = (tf.constant(0), tf.TensorArray(tf.float32, steps))
+            if estimate is not None:
+                start += (tf.TensorArray(tf.float64, steps),)
+            _, *arrays = tf.while_loop(lambda j, *_: j < steps, body, start)
+            return tuple(a.stack() for a in arrays) if estimate is not None \
+                else arrays[0].stack()
 
         self.epoch = tf.function(epoch, jit_compile=epoch_jit)
 
@@ -330,8 +357,22 @@ class _Trainer:
         def evaluate():
             return loss_and_score(y_val, model(x_val, training=False))
 
-        self.evaluate = evaluate
+        self._evaluate = evaluate
         self.n_train = len(ds.x_train)
+
+    def evaluate(self):
+        """Validation loss and score of the model; at x for a schedule-free optimizer (the
+        variables hold y again afterwards), as `keras_lr.callbacks.ScheduleFreeEval` does for
+        `fit`'s validation."""
+        if not self.schedule_free:
+            return self._evaluate()
+        from keras_lr.callbacks import schedule_free_eval, schedule_free_train
+
+        schedule_free_eval(self.optimizer)
+        try:
+            return self._evaluate()
+        finally:
+            schedule_free_train(self.optimizer)
 
     def reset(self, config: RunConfig):
         weights = self.runner.initial_weights(config.family, config.size, self.data, config.seed)
@@ -356,12 +397,16 @@ class _Trainer:
         initial_loss, _ = (float(v) for v in self.evaluate())
         rng = np.random.default_rng([config.seed, 1])
         used = self.steps * self.batch_size
-        train_losses, val_losses, scores, step_losses = [], [], [], []
+        train_losses, val_losses, scores, step_losses, estimates = [], [], [], [], []
         diverged_at = None
         for e in range(config.epochs):
             perm = rng.permutation(self.n_train)[:used].reshape(self.steps, self.batch_size)
             rates = table[e * self.steps:(e + 1) * self.steps]
-            losses = self.epoch(perm.astype(np.int32), rates).numpy().astype(np.float64)
+            losses = self.epoch(perm.astype(np.int32), rates)
+            if self.estimate is not None:
+                losses, d = losses
+                estimates += [float(f"{v:.6g}") for v in d.numpy()]
+            losses = losses.numpy().astype(np.float64)
             val_loss, score = (float(v) for v in self.evaluate())
             step_losses.append(losses)
             train_losses.append(float(np.mean(losses)))
@@ -370,8 +415,11 @@ class _Trainer:
             diverged_at = divergence_epoch(initial_loss, train_losses, val_losses)
             if diverged_at is not None:
                 break
-        return make_record(self.data, config, initial_loss, train_losses, val_losses, scores,
-                           step_losses, diverged_at, time.perf_counter() - start)
+        record = make_record(self.data, config, initial_loss, train_losses, val_losses,
+                             scores, step_losses, diverged_at, time.perf_counter() - start)
+        if self.estimate is not None:
+            record["d"] = estimates  # the estimate after every step (6 significant digits)
+        return record
 
 
 def make_record(data: _Data, config: RunConfig, initial_loss, train_losses, val_losses, scores,

@@ -31,6 +31,13 @@ Claims (see ``docs/study.md`` for the rationale of each threshold):
    final score without, over the same rates, ``tau = 0``, greater.
 6. The range-test suggestion lands near the grid optimum: ``|log10(suggestion / best)|``
    decades, per family and optimizer, ``tau = 0.5``, less.
+7. At its defaults a learning-rate-free optimizer comes within 1 accuracy point of tuned
+   Adam: ``100 * (score_tuned_adam - score_default)``, accuracy points, per family and
+   optimizer (Prodigy, DAdaptAdam, ScheduleFreeAdamW), ``tau = 1``, less (see
+   `keras_lr.study.lrfree`).
+
+The learning-rate-free runs do not enter the other claims: the reference score that decides
+whether a run is usable (`reference_scores`) is taken over the SGD and Adam runs only.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ CLAIMS = {
     "conv_vs_dense": "Conv layers tolerate higher learning rates than dense layers",
     "gates_lstm": "Higher gate learning rates help LSTMs",
     "range_test": "The range-test suggestion lands near the grid optimum",
+    "lr_free": "At its defaults a learning-rate-free optimizer comes within 1 accuracy point "
+               "of tuned Adam",
 }
 
 
@@ -102,9 +111,14 @@ def _runs(records, **fields):
 
 
 def reference_scores(records) -> dict:
-    """Best mean final score per (family, data) over every variant and rate."""
+    """Best mean final score per (family, data) over every SGD and Adam variant and rate
+    (the learning-rate-free sub-study does not move the other claims' usable threshold)."""
+    from keras_lr.study.grid import OPTIMIZERS
+
     best: dict = {}
     for row in metrics.aggregate(records):
+        if row["optimizer"] not in OPTIMIZERS:
+            continue
         key = (row["family"], row["data"])
         value = row["final_score_mean"]
         if math.isfinite(value):
@@ -274,4 +288,9 @@ def evaluate_claims(records: list[dict]) -> list[dict]:
         if effects:
             rows.append(_claim("range_test", f"{family}/{data} ({optimizer})", effects, 0.5,
                                "less", "decades", "; ".join(parts)))
+
+    # 7. Learning-rate-free optimizers at their defaults against tuned Adam.
+    from keras_lr.study import lrfree
+
+    rows += lrfree.claim_rows(records)
     return rows

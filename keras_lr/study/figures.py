@@ -6,7 +6,9 @@
   layer-wise multipliers), the rates where every seed's run is usable;
 * `schedule_curves`: validation loss per epoch of the best rate of each schedule;
 * `range_tests`: each family's range-test curve with its suggestion (dot) and the grid
-  optimum (dashed line).
+  optimum (dashed line);
+* `lr_estimates`: the estimate d of Prodigy and DAdaptAdam over training (at their defaults,
+  every step, each seed), against tuned Adam's rate.
 
 Each returns the path written, or None when the records hold nothing to draw.
 """
@@ -21,8 +23,8 @@ import numpy as np
 from keras_lr.study import claims, metrics
 
 __all__ = [
-    "FIGURES", "accuracy_vs_lr", "primary_data", "range_tests", "schedule_curves",
-    "stable_ranges",
+    "FIGURES", "accuracy_vs_lr", "lr_estimates", "primary_data", "range_tests",
+    "schedule_curves", "stable_ranges",
 ]
 
 _DPI = 80
@@ -34,6 +36,15 @@ def _figure(ncols, width=3.4, height=3.0):
     fig = Figure(figsize=(width * ncols, height), dpi=_DPI)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes
+
+
+def _log_epochs(ax, title):
+    """A panel with epochs on x and a log y axis, small legend."""
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small")
 
 
 def _save(fig, path):
@@ -70,7 +81,8 @@ def accuracy_vs_lr(records, path, data="digits"):
         return None
     fig, axes = _figure(len(families))
     for ax, family in zip(axes, families):
-        for color, optimizer in zip(("C0", "C1", "C2"), ("sgd", "adam")):
+        for color, optimizer in zip(("C0", "C1", "C2"),
+                                    ("sgd", "adam", "schedule_free_adamw")):
             runs = claims._runs(records, family=family, data=data, optimizer=optimizer)
             if not runs:
                 continue
@@ -190,11 +202,7 @@ def schedule_curves(records, path, data="digits", optimizer="adam"):
             curve = np.nanmean([r["val_loss"][:length] for r in runs], axis=0)
             ax.plot(np.arange(1, length + 1), curve, "-", color=f"C{i}",
                     label=f"{schedule} ({rate:.2g})")
-        ax.set_yscale("log")
-        ax.set_title(f"{family} ({optimizer})")
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small")
+        _log_epochs(ax, f"{family} ({optimizer})")
     axes[0].set_ylabel("validation loss (best rate)")
     return _save(fig, path)
 
@@ -236,11 +244,40 @@ def range_tests(records, path, data="digits"):
     return _save(fig, path)
 
 
+def lr_estimates(records, path, data="digits"):
+    """The estimate d of Prodigy and DAdaptAdam after every step (their defaults: the step
+    size is d), per family: one line per seed, on a log scale; dotted: tuned Adam's rate
+    (`keras_lr.study.lrfree.tuned_adam`), the step size it was compared with."""
+    from keras_lr.study import lrfree
+
+    families = [f for f in ("mlp", "cnn", "lstm", "gru", "simple_rnn")
+                if any(lrfree.d_curves(records, f, o, data) for o in lrfree.ESTIMATORS)]
+    if not families:
+        return None
+    fig, axes = _figure(len(families))
+    for ax, family in zip(axes, families):
+        for color, optimizer in zip(("C3", "C4"), lrfree.ESTIMATORS):
+            curves = lrfree.d_curves(records, family, optimizer, data)
+            for i, (seed, d) in enumerate(curves.items()):
+                runs = lrfree.default_runs(records, family, optimizer, data)
+                per_epoch = len(d) / max(1, runs[seed]["epochs_run"])
+                ax.plot(np.arange(1, len(d) + 1) / per_epoch, d, "-", color=color,
+                        linewidth=1, alpha=0.8, label=optimizer if i == 0 else None)
+        tuned = lrfree.tuned_adam(records, family, data)
+        if tuned is not None:
+            ax.axhline(tuned[1], color="C1", linestyle=":", linewidth=1.5,
+                       label=f"adam {tuned[0]} {tuned[1]:.2g}")
+        _log_epochs(ax, f"{family} ({data})")
+    axes[0].set_ylabel("d (step size at the defaults)")
+    return _save(fig, path)
+
+
 FIGURES = {
     "study_accuracy_vs_lr.png": accuracy_vs_lr,
     "study_stable_range.png": stable_ranges,
     "study_schedules.png": schedule_curves,
     "study_range_test.png": range_tests,
+    "study_lr_free_d.png": lr_estimates,
 }
 """File name -> function ``(records, path, data) -> path or None``; `data` is the data set
 shown (`primary_data`)."""

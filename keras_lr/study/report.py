@@ -126,6 +126,17 @@ def build_blocks(records, claim_rows, settings, status, figure_paths) -> list[tu
         blocks += [("h", 2, "Schedules (adam, best peak rate per schedule)"),
                    ("table", ["model/data", "schedule", "best lr", "final score", "final loss",
                               "seeds"], rows)]
+    from keras_lr.study import lrfree
+
+    rows = lrfree.table_rows(records, figures.primary_data(records))
+    if rows:
+        blocks += [("h", 2, "Learning-rate-free optimizers at their defaults against tuned Adam"),
+                   ("p", "Mean final validation accuracy over seeds. Tuned Adam: the best mean "
+                    "of Adam's constant grid and its warmup_cosine runs. Prodigy and "
+                    "DAdaptAdam at learning_rate 1 (the step size is their estimate d), "
+                    "ScheduleFreeAdamW at its default 0.0025 and at its best grid rate, "
+                    "scored at its average x."),
+                   ("table", lrfree.HEADER, rows)]
     rows = range_test_rows(records)
     if rows:
         blocks += [("h", 2, "Range tests (fastai valley) against the grid optimum"),
@@ -141,6 +152,8 @@ def build_blocks(records, claim_rows, settings, status, figure_paths) -> list[tu
         "study_schedules.png": "Validation loss of the best rate of each schedule.",
         "study_range_test.png": "Range-test curves; dot: valley suggestion, dashed line: "
         "grid optimum of the same seed.",
+        "study_lr_free_d.png": "The estimate d of Prodigy and DAdaptAdam after every step "
+        "(their step size at the defaults), one line per seed; dotted: tuned Adam's rate.",
     }
     for path in figure_paths:
         blocks.append(("img", path, captions.get(Path(path).name, "")))

@@ -253,31 +253,41 @@ def _constant_loss_fit(targets, guard, batch_size=8, steps_per_execution=1, call
 @NO_TORCH_SPE
 @pytest.mark.parametrize("running_sums", [True, False], ids=["metric-sums", "step-count"])
 def test_step_window_on_a_partial_last_execution(running_sums, monkeypatch):
-    """8 steps, steps_per_execution=3: Keras reports the last call as steps 6-8 though it runs
-    6-7 only. Six steps of loss 1 then two of loss 4: the last window's mean is 4. (Two steps
-    are fewer than `snapshot_every`, so the epoch-end check is the one that sees them.)"""
+    """26 steps, steps_per_execution=3: Keras reports the last call as steps 24-26 though it
+    runs 24-25 only. 24 steps of loss 1 (the best is set once 20 steps are averaged) then two
+    of loss 4: the last window's mean is 4. (Two steps are fewer than `snapshot_every`, so the
+    epoch-end check is the one that sees them.)"""
     guard = DivergenceGuard(snapshot_every=3, spike_factor=3.5)
     if not running_sums:  # the fallback for logs entries that are not a Keras mean metric
         monkeypatch.setattr(guard, "_resolve_metric", lambda model, value: None)
-    _constant_loss_fit([1.0] * 48 + [2.0] * 16, guard, steps_per_execution=3)
+    _constant_loss_fit([1.0] * 192 + [2.0] * 16, guard, steps_per_execution=3)
     assert [(r.step, r.value) for r in guard.recoveries] == [(None, pytest.approx(4.0))]
 
 
+def test_the_first_batches_of_a_fit_do_not_set_the_best():
+    """snapshot_every=1: a lucky first batch (loss 0.09) then batches at 1.0. The best is the
+    plain mean once 20 steps are averaged, (0.09 + 19) / 20, not 0.09: 1.0 is no 3x spike."""
+    guard = DivergenceGuard(snapshot_every=1)
+    _constant_loss_fit([0.3] * 8 + [1.0] * 8 * 29, guard)
+    assert guard.recoveries == []
+    assert guard.best == pytest.approx((0.09 + 19 * 1.0) / 20, rel=1e-6)
+
+
 def test_step_window_with_a_short_last_batch_is_weighted_by_samples():
-    """Keras's loss mean is weighted by batch size: 7 batches of 8 at loss 1, then 4 samples
-    at loss 9. The last window's mean is 9 (> 6 x 1), not the 5.3 of step weighting."""
+    """Keras's loss mean is weighted by batch size: 23 batches of 8 at loss 1, then 4 samples
+    at loss 9. The last window's mean is 9 (> 6 x 1), not the 1.3 of step weighting."""
     guard = DivergenceGuard(snapshot_every=1, spike_factor=6.0)
-    _constant_loss_fit([1.0] * 56 + [3.0] * 4, guard)
-    assert [(r.step, r.value) for r in guard.recoveries] == [(7, pytest.approx(9.0))]
+    _constant_loss_fit([1.0] * 184 + [3.0] * 4, guard)
+    assert [(r.step, r.value) for r in guard.recoveries] == [(23, pytest.approx(9.0))]
 
 
 def test_recovery_on_the_last_step_does_not_log_a_zero_loss():
     """No step runs after the reset: the epoch logs the means from before it, not 0.0."""
     guard = DivergenceGuard(snapshot_every=1)
     spy = Recorder()
-    history = _constant_loss_fit([1.0] * 24 + [10.0] * 8, guard, callbacks=[spy])
-    assert [r.step for r in guard.recoveries] == [3]
-    assert history.history["loss"] == [pytest.approx((3 * 1.0 + 100.0) / 4)]
+    history = _constant_loss_fit([1.0] * 184 + [10.0] * 8, guard, callbacks=[spy])
+    assert [r.step for r in guard.recoveries] == [23]
+    assert history.history["loss"] == [pytest.approx((23 * 1.0 + 100.0) / 24)]
     assert spy.epochs[0]["loss"] == history.history["loss"][0]
     assert history.history["divergence_recoveries"] == [1]
 
@@ -443,3 +453,41 @@ def test_digits_with_a_too_high_peak_rate_recovers_to_a_tuned_runs_loss():
     assert min(guarded["lr_scale"]) < 1.0
     assert all(np.isfinite(w).all() for w in weights)
     assert guarded["loss"][-1] < 2 * tuned["loss"][-1] + 0.05
+
+
+def test_history_rows_of_a_recovery_and_a_rate_restore():
+    """NaN from batch 2 of epoch 1 (4 steps an epoch, checks every 2): one recovery that
+    skips 4 steps and lowers the rate to a quarter; the next good check (restore_after=1)
+    brings it back. History has one row per epoch of each counter and of the rate."""
+    guard = DivergenceGuard(snapshot_every=2, restore_after=1)
+    _, history = _fit(keras.optimizers.SGD(0.05), [Saboteur([1], batch=2), guard], epochs=3)
+    assert [(r.epoch, r.step, r.steps_skipped) for r in guard.recoveries] == [(1, 3, 4)]
+    assert [(r.epoch, r.step) for r in guard.restores] == [(2, 1)]
+    rows = history.history
+    assert rows["divergence_recoveries"] == [0, 1, 1]
+    assert rows["divergence_steps_skipped"] == [0, 4, 4]
+    assert rows["divergence_rate_restores"] == [0, 0, 1]
+    assert rows["learning_rate"] == [pytest.approx(0.05), pytest.approx(0.0125),
+                                     pytest.approx(0.05)]
+
+
+def test_keras_tuner_gives_every_trial_a_fresh_guard(tmp_path):
+    """KerasTuner deep-copies the callbacks for each trial: the guard passed to search() stays
+    unbound, and each trial's own copy rolls back a NaN in epoch 0 (a trial keeps its best
+    epoch's metrics: one recovery, a finite score; without a guard the loss is NaN)."""
+    keras_tuner = pytest.importorskip("keras_tuner")
+
+    def build(hp):
+        return tiny_model(keras.optimizers.SGD(hp.Choice("lr", [0.05, 0.02])))
+
+    guard = DivergenceGuard(snapshot_every=2)
+    tuner = keras_tuner.GridSearch(build, objective="loss", max_trials=2,
+                                   directory=str(tmp_path), project_name="guard")
+    tuner.search(*regression_data(), batch_size=16, epochs=2, verbose=0, shuffle=False,
+                 callbacks=[Saboteur([0], batch=0), guard])
+    assert guard.recoveries == [] and guard._verified is None  # the original never ran
+    trials = tuner.oracle.get_best_trials(2)
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial.metrics.get_history("divergence_recoveries")[-1].value == [1.0]
+        assert np.isfinite(trial.score)

@@ -115,7 +115,9 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     to that level again. ``restore_after=None`` keeps every lowering.
 
     After `max_recoveries` recoveries, the next divergence restores the verified state and
-    stops training cleanly (``model.stop_training = True``) with a warning.
+    stops training cleanly (``model.stop_training = True``) with a warning. When training
+    ends during a rise that `patience` has not confirmed, covering at least `snapshot_every`
+    steps, the verified state is restored (``final_rollback_steps``, with a warning).
 
     **History.** Each epoch's logs get ``divergence_recoveries``, ``divergence_steps_skipped``
     (both cumulative), ``divergence_rate_restores`` and ``learning_rate`` (one
@@ -223,6 +225,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._rates = None
         self._good_checks = 0  # consecutive near-best checks since the last rate change
         self._bad_checks = 0  # consecutive checks that were not near best
+        self._bad_steps = 0  # the steps those checks covered
         self._on_probation = False  # the last rate change was a restore
         self._floor = 0  # lowerings that are never undone (their restore diverged)
         self._epoch = 0
@@ -388,7 +391,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             logs.update(RateSteps.rates(model.optimizer))
 
     def on_train_end(self, logs=None):
-        if self._bad_checks and not self.stopped and self._verified is not None:
+        # A rise as long as one regular check: the short window of an epoch's last steps
+        # (5 of 45 steps) is too noisy to act on alone (on healthy JAX training one rose
+        # 0.29 x best and threw away 15 good steps).
+        enough = self.snapshot_every == "epoch" or self._bad_steps >= self.snapshot_every
+        if self._bad_checks and enough and not self.stopped and self._verified is not None:
             # Training ended during a rise that `patience` had not confirmed yet: never
             # hand back a state that was not near the best; return to the verified one.
             model = self.model
@@ -448,6 +455,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             return
         near_best = rise is None or rise <= self.tolerance
         self._bad_checks = 0 if near_best else self._bad_checks + 1
+        self._bad_steps = 0 if near_best else self._bad_steps + steps
         if self.patience is not None and self._bad_checks >= self.patience:
             self._recover(model, f"`{self.monitor}` stayed above the best ({self.best:.4g}) by "
                           f"more than tolerance={self.tolerance:g} for {self._bad_checks} "
@@ -480,7 +488,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         steps_done = self._steps_done(model)
         self._copier.restore(self._verified)  # with keep_step=False, the step counts too
         self._candidate = None
-        self._good_checks = self._bad_checks = 0
+        self._good_checks = self._bad_checks = self._bad_steps = 0
         where = f"epoch {self._epoch}" + ("" if step is None else f", step {step}")
         skipped = steps_done - self._verified.step
         if len(self.recoveries) >= self.max_recoveries:

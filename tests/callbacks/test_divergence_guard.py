@@ -184,6 +184,19 @@ def test_training_that_ends_during_an_unconfirmed_rise_returns_to_the_verified_s
     assert keras.ops.convert_to_numpy(model.get_layer("hidden").bias)[0] == 3.0
 
 
+def test_a_final_rollback_needs_a_rise_as_long_as_one_check():
+    """Checks every 10 steps, 40 steps at loss 1 then loss 1.69 (69% above the best, no 3x
+    spike): a 5-step tail window is not enough to throw steps away; a 10-step one is (the
+    candidate at step 30 was verified by steps 30-39: 20 steps back)."""
+    guard = DivergenceGuard()
+    _constant_loss_fit([1.0] * 8 * 40 + [1.3] * 8 * 5, guard)
+    assert guard.recoveries == [] and guard.final_rollback_steps == 0
+    guard = DivergenceGuard()
+    with pytest.warns(UserWarning, match="rise"):
+        _constant_loss_fit([1.0] * 8 * 40 + [1.3] * 8 * 10, guard)
+    assert guard.recoveries == [] and guard.final_rollback_steps == 20
+
+
 def test_the_rate_comes_back_exactly_after_restore_after_good_checks():
     guard = DivergenceGuard(lr_factor=0.3, restore_after=2, **EPOCH)
     losses = [1.0, 0.9, 50.0, 0.9, 0.85, 0.8, 0.8, 0.8]

@@ -63,7 +63,7 @@ import keras
 from keras_lr._validation import check_float, check_int, fail
 from keras_lr.callbacks._lr import FreshCopy
 
-__all__ = ["DivergencePruning", "objective_directions", "penalty"]
+__all__ = ["DivergencePruning", "loss_ceiling", "objective_directions", "penalty"]
 
 
 def penalty(name: str, worst: float | None, first: float | None, spike_factor: float,
@@ -198,8 +198,24 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
     The trial is pruned (``model.stop_training = True``, inside the epoch) when
 
     * the loss is NaN or infinite (at once: the weights are then NaN for good), or
-    * ``smoothed > spike_factor * best`` (``best``: the lowest smoothed loss so far) at
-      `patience` consecutive checks.
+    * ``smoothed > threshold`` at `patience` consecutive checks, where ``best`` is the lowest
+      smoothed loss so far and::
+
+          threshold = spike_factor * best                                  # any loss
+          threshold = min(spike_factor * best, best + (ceiling - best) / 3)  # clipped losses
+
+    A crossentropy on probabilities (``from_logits=False``: Keras's sparse, categorical and
+    binary crossentropies, by name or instance) clips the probabilities at
+    ``keras.config.epsilon()``, so no sample can cost more than ``ceiling = -log(epsilon)``
+    (16.1 at the default 1e-7). A model whose rate is far too high saturates there: its
+    softmax puts all the mass on one class per sample and each wrong sample costs the
+    ceiling, with zero gradient: the loss settles, finite, at the fraction of wrong samples
+    times the ceiling (measured on JAX: 7.5 for a 3-class MLP at SGD(1e4), a third of the
+    way up is 6.1), never 10x an untrained loss of ``log(classes)``. On JAX and torch Keras
+    always computes these losses from the clipped probabilities; on TensorFlow it uses the
+    softmax's logits when it can (unbounded), and the same rule keeps the decisions the
+    same on every backend. A loss a third of the way from the best to the ceiling means
+    that at least a third of the predictions are confidently wrong.
 
     At the end of every epoch a non-finite value anywhere in the logs (e.g. ``val_loss``)
     prunes the trial too. The pruned epoch's logs then carry the penalty values described in
@@ -228,6 +244,7 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         reason: why, e.g. ``"loss is nan"``.
         epochs_run: epochs that ran (the pruned one included).
         raw_logs: the pruned epoch's logs before they were replaced by penalties.
+        ceiling: the loss's ceiling (`loss_ceiling` of the compiled loss) or None.
         directions: ``{metric name: "min" | "max"}`` from the tuner's objective and
             `objective` (set when training begins).
 
@@ -262,6 +279,7 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         self.epochs_run = 0
         self.raw_logs = None
         self.best = None
+        self.ceiling = None
         self._warned = False
         self._first_loss = None
         self._first = {}
@@ -281,6 +299,7 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._reset()
         self.directions.update(objective_directions(running_tuner_objective(), "objective"))
+        self.ceiling = loss_ceiling(getattr(self.model, "loss", None))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -315,11 +334,10 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         self._avg = decay * self._avg + (1.0 - decay) * loss
         self._count += steps
         smoothed = self._avg / (1.0 - self.smoothing ** self._count)
-        if self.best is not None and self.best > 0 and smoothed > self.spike_factor * self.best:
+        if self.best is not None and self.best > 0 and smoothed > self._threshold():
             self._bad += 1
             if self._bad >= self.patience:
-                self._prune(f"smoothed loss {smoothed:.4g} > {self.spike_factor:g} x best "
-                            f"{self.best:.4g}", batch)
+                self._prune(self._spike_reason(smoothed), batch)
             return
         self._bad = 0
         self.best = smoothed if self.best is None else min(self.best, smoothed)
@@ -349,6 +367,19 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         logs["pruned"] = 1.0 if pruned_now else 0.0
 
     # ------------------------------------------------------------------ helpers
+    def _threshold(self):
+        spike = self.spike_factor * self.best
+        if self.ceiling is None or self.best >= self.ceiling:
+            return spike
+        return min(spike, self.best + (self.ceiling - self.best) / 3.0)
+
+    def _spike_reason(self, smoothed):
+        if self._threshold() < self.spike_factor * self.best:
+            return (f"smoothed loss {smoothed:.4g} > a third of the way from best "
+                    f"{self.best:.4g} to the clipped crossentropy's ceiling "
+                    f"{self.ceiling:.4g} (saturated predictions)")
+        return f"smoothed loss {smoothed:.4g} > {self.spike_factor:g} x best {self.best:.4g}"
+
     def _direction(self, key):
         """"min" or "max": the tuner's direction for metric `key` (see the module docstring)."""
         direction = self.directions.get(key, self.directions.get(_counterpart(key)))
@@ -371,6 +402,34 @@ class DivergencePruning(FreshCopy, keras.callbacks.Callback):
         if self.verbose:
             where = f"epoch {self._epoch + 1}" + ("" if batch is None else f", batch {batch + 1}")
             print(f"DivergencePruning: trial pruned at {where}: {reason}")
+
+
+_PROBABILITY_LOSSES = {
+    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+}
+
+
+def loss_ceiling(loss):
+    """``-log(keras.config.epsilon())`` for a crossentropy on probabilities, else None.
+
+    Keras clips the probabilities of these losses at ``epsilon``, so one sample costs at most
+    the ceiling. A loss given by name, or as an instance with ``from_logits=False``, has one;
+    logits, other losses, and several losses (a dict or list, one per output) have none.
+
+    Example:
+        >>> round(loss_ceiling("sparse_categorical_crossentropy"), 2)
+        16.12
+        >>> loss_ceiling(keras.losses.SparseCategoricalCrossentropy(from_logits=True)) is None
+        True
+    """
+    if isinstance(loss, str):
+        known = loss in _PROBABILITY_LOSSES
+    else:
+        known = (isinstance(loss, tuple(_PROBABILITY_LOSSES.values()))
+                 and not getattr(loss, "from_logits", True))
+    return -math.log(keras.config.epsilon()) if known else None
 
 
 def _is_number(value) -> bool:

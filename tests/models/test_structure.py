@@ -3,6 +3,12 @@
 The defaults must build the models that existed before these arguments: the fixture
 models_before_structure.json holds, per backend, the layer names, a hash of the layer configs
 and the variable paths, shapes and value hashes of models built by the earlier models.py.
+
+Recurrent kernels are drawn by Keras's `Orthogonal` initializer, a QR decomposition whose last
+bits depend on the CPU's linear-algebra kernels (JAX's differ between two x86-64 machines of
+this project); for them the fixture holds three moments (sum, sum of squares and a
+position-weighted sum), compared at rtol 1e-5, which still tell any other seed or initializer
+apart.
 """
 
 import hashlib
@@ -35,17 +41,35 @@ def _summary(model):
             json.dumps([layer.get_config() for layer in model.layers], sort_keys=True,
                        default=str).encode()
         ).hexdigest(),
-        "weights": [
-            [w.path, list(w.shape), hashlib.sha256(np.asarray(w).tobytes()).hexdigest()]
-            for w in model.weights
-        ],
+        "weights": [[w.path, list(w.shape), _fingerprint(w)] for w in model.weights],
     }
+
+
+def _fingerprint(variable):
+    value = np.asarray(variable)
+    if variable.path.endswith("recurrent_kernel"):
+        flat = value.astype(np.float64).ravel()
+        weights = np.linspace(-1.0, 1.0, flat.size)
+        return [float(flat.sum()), float((flat**2).sum()), float((weights * flat).sum())]
+    return hashlib.sha256(value.tobytes()).hexdigest()
+
+
+def _assert_matches(summary, expected):
+    assert {k: v for k, v in summary.items() if k != "weights"} == {
+        k: v for k, v in expected.items() if k != "weights"}
+    assert [w[:2] for w in summary["weights"]] == [w[:2] for w in expected["weights"]]
+    for (path, _, got), (_, _, want) in zip(summary["weights"], expected["weights"]):
+        if isinstance(want, list):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=path)
+        else:
+            assert got == want, path
 
 
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_defaults_build_the_earlier_models_exactly(key):
     family, shape, classes, kwargs = CASES[key]
-    assert _summary(models.build(family, shape, classes, seed=7, **kwargs)) == FIXTURE[BACKEND][key]
+    _assert_matches(_summary(models.build(family, shape, classes, seed=7, **kwargs)),
+                    FIXTURE[BACKEND][key])
 
 
 @pytest.mark.parametrize(

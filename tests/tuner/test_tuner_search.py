@@ -18,10 +18,6 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:Skipping variable loading")]  # optimizer slots
 BATCH = 32
 
-SOFTMAX_SPIKES = pytest.mark.backends(
-    "tensorflow", reason="the diverging trials' softmax losses: Keras's TensorFlow backend "
-    "computes crossentropy from the softmax's logits (unbounded), JAX and torch clip the "
-    "probabilities at 1e-7 (at most ~16.1), so the 10x spike these runs rely on never shows")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +71,6 @@ def check_best_model_reaches_its_score(tuner, ds):
     return best
 
 
-@SOFTMAX_SPIKES
 def test_random_search_with_diverging_rates(digits, tmp_path, clear_session):
     model = hypermodel(digits, epochs=2, learning_rate=(1e-3, 10.0), schedules=("constant",))
     tuner = kt.RandomSearch(model, objective="val_accuracy", max_trials=6, seed=3,
@@ -106,7 +101,6 @@ def test_random_search_with_diverging_rates(digits, tmp_path, clear_session):
     assert max(history.history["val_accuracy"]) == pytest.approx(best.score, abs=1e-6)
 
 
-@SOFTMAX_SPIKES
 def test_many_diverging_trials_do_not_stop_the_search(digits, tmp_path, clear_session):
     """Every rate diverges; the default max_consecutive_failed_trials=3 is never reached."""
     model = hypermodel(digits, epochs=3, learning_rate=(1.0, 10.0), schedules=("constant",))

@@ -4,11 +4,13 @@ Claim: `DivergenceGuard()` at its defaults (a check every 10 steps, device-side 
 costs at most 1.05x the time per step of the same `fit` without it, on the reference MLP and
 CNN (target). For comparison, ``host`` is what step snapshots cost before: a callback that,
 every 10 steps, copies every weight and optimizer variable to NumPy and tests it for NaN/inf
-(the previous `DivergenceGuard(snapshot_every=10)`), and ``every1`` is the guard checking
-after every step.
+(the previous `DivergenceGuard(snapshot_every=10)`), ``every1`` is the guard checking
+after every step, and ``sync`` a callback that only reads ``self.model`` every 10 steps (on
+JAX that writes the trainer's state back to the variables, and the next step gathers it
+again: Keras's own cost, which any mid-epoch callback that touches the model pays).
 
 Columns: ``plain`` no callback; ``guard`` DivergenceGuard(); ``every1``
-DivergenceGuard(snapshot_every=1); ``host`` the host-copy callback. Each ratio is the median
+DivergenceGuard(snapshot_every=1); ``host`` the host-copy callback; ``sync`` the model read. Each ratio is the median
 over interleaved rounds of variant / plain in the same round (`_timing.py`); each round runs
 `--epochs` epochs of the digits data (1,438 samples, batch 32: 45 steps an epoch) per variant
 after a warm-up fit of each (compilation, tracing). The models train on the same data at a
@@ -59,11 +61,25 @@ class HostCopies(keras.callbacks.Callback):
                           if np.issubdtype(v.dtype, np.inexact))
 
 
+class ModelReads(keras.callbacks.Callback):
+    """Only reads `self.model` every `every` steps (a JAX state sync; nothing on TF/torch)."""
+
+    def __init__(self, every=10):
+        super().__init__()
+        self.every, self.seen = every, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen % self.every == 0:
+            self.model  # noqa: B018 (the property syncs the state on JAX)
+
+
 VARIANTS = {
     "plain": lambda: [],
     "guard": lambda: [DivergenceGuard()],
     "every1": lambda: [DivergenceGuard(snapshot_every=1)],
     "host": lambda: [HostCopies(10)],
+    "sync": lambda: [ModelReads(10)],
 }
 
 

@@ -43,26 +43,8 @@ from keras_lr.callbacks import DivergenceGuard  # noqa: E402
 BATCH = 32
 
 
-class HostCopies(keras.callbacks.Callback):
-    """The previous step snapshot: every `every` steps, all state to NumPy plus a NaN test."""
-
-    def __init__(self, every=10):
-        super().__init__()
-        self.every, self.seen = every, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen % self.every:
-            return
-        model = self.model
-        state = list(model.weights) + list(model.optimizer.variables)
-        values = [np.array(keras.ops.convert_to_numpy(v)) for v in state]
-        self.finite = all(np.isfinite(v).all() for v in values
-                          if np.issubdtype(v.dtype, np.inexact))
-
-
-class ModelReads(keras.callbacks.Callback):
-    """Only reads `self.model` every `every` steps (a JAX state sync; nothing on TF/torch)."""
+class _EveryN(keras.callbacks.Callback):
+    """Runs `act(model)` every `every` training steps."""
 
     def __init__(self, every=10):
         super().__init__()
@@ -71,7 +53,24 @@ class ModelReads(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.seen += 1
         if self.seen % self.every == 0:
-            self.model  # noqa: B018 (the property syncs the state on JAX)
+            self.act(self.model)  # on JAX, reading self.model syncs the trainer's state
+
+
+class HostCopies(_EveryN):
+    """The previous step snapshot: every `every` steps, all state to NumPy plus a NaN test."""
+
+    def act(self, model):
+        state = list(model.weights) + list(model.optimizer.variables)
+        values = [np.array(keras.ops.convert_to_numpy(v)) for v in state]
+        self.finite = all(np.isfinite(v).all() for v in values
+                          if np.issubdtype(v.dtype, np.inexact))
+
+
+class ModelReads(_EveryN):
+    """Only reads `self.model` every `every` steps (a JAX state sync; nothing on TF/torch)."""
+
+    def act(self, model):
+        pass
 
 
 VARIANTS = {

@@ -143,6 +143,24 @@ class DistanceEstimator(keras.optimizers.Optimizer):
         else:
             self._step(gradient, variable, learning_rate, self._pass)
 
+    def _scalars(self, learning_rate, dtype, state, make):
+        """The step scalars `make(learning_rate, dtype, state)` of this pass, made once per
+        (rate, dtype): every variable of a plain optimizer shares one rate tensor, so the
+        scalar arithmetic runs once per step, not once per variable. The rate is held in the
+        cache, so its id cannot be reused by another tensor within the step."""
+        cache = state.setdefault(("cache", state["phase"]), [])
+        for rate, cached_dtype, values in cache:
+            if rate is learning_rate and cached_dtype == dtype:
+                return values
+        values = make(learning_rate, dtype, state)
+        cache.append((learning_rate, dtype, values))
+        return values
+
+    def _gate(self, gradient, included):
+        """The gradient, 0 where the variable takes no part: the moments' decays are 1 then,
+        so ``beta * m + alpha * 0`` leaves them exactly (a non-finite gradient too)."""
+        return ops.where(included, gradient, ops.zeros_like(gradient))
+
     def _add(self, key, value):
         self._pass[key] = self._pass[key] + ops.cast(value, self._sdtype)
 

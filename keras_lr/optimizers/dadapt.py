@@ -17,6 +17,7 @@ from keras import ops
 from keras_lr._validation import check_float
 from keras_lr.optimizers._distance import DistanceEstimator, check_beta, check_bool
 from keras_lr.optimizers._distance import read as _read
+from keras_lr.schedules.base import maximum, minimum
 
 __all__ = ["DAdaptAdam"]
 
@@ -99,28 +100,38 @@ class DAdaptAdam(DistanceEstimator):
         lr = state["base_lr"]
         return ops.cast(learning_rate, self._sdtype) / ops.where(ops.greater(lr, 0), lr, 1.0)
 
-    def _stats(self, gradient, variable, learning_rate, state):
-        index = self._get_variable_index(variable)
-        dtype = variable.dtype
-        g = self._coupled_gradient(gradient, variable)
+    def _stats_scalars(self, learning_rate, dtype, state):
         included = self._included(learning_rate)
         scale = self._layer_scale(learning_rate, state)
         dlr = state["dlr"]
         root = math.sqrt(self.beta_2)
-        m, v, s = self._m[index], self._v[index], self._s[index]
-        denom = ops.sqrt(v) + ops.cast(self.epsilon, dtype)
-        dot = ops.cast(ops.sum(g * (s / denom)), self._sdtype)
-        self._add("numerator", ops.where(included, scale * dlr * dot, 0.0))
-        alpha = ops.cast(scale * dlr * (1.0 - self.beta_1), dtype)
-        beta_1 = ops.cast(self.beta_1, dtype)
-        self.assign(m, ops.where(included, beta_1 * m + alpha * g, _read(m)))
+        one = ops.ones((), dtype)
         beta_2 = ops.cast(self.beta_2, dtype)
-        self.assign(v, ops.where(included, beta_2 * v + (1.0 - beta_2) * g * g, _read(v)))
-        alpha = ops.cast(dlr * (1.0 - root), dtype)
-        s_value = ops.where(included, ops.cast(root, dtype) * s + alpha * g, _read(s))
+        return {
+            "included": included, "scale": scale, "numerator": scale * dlr,
+            "eps": ops.cast(self.epsilon, dtype),
+            # Decays of 1 for a variable that takes no part (its gradient is gated to 0).
+            "beta_1": ops.where(included, ops.cast(self.beta_1, dtype), one),
+            "alpha_1": ops.cast(scale * dlr * (1.0 - self.beta_1), dtype),
+            "beta_2": ops.where(included, beta_2, one), "alpha_2": 1.0 - beta_2,
+            "root": ops.where(included, ops.cast(root, dtype), one),
+            "alpha_3": ops.cast(dlr * (1.0 - root), dtype),
+        }
+
+    def _stats(self, gradient, variable, learning_rate, state):
+        index = self._get_variable_index(variable)
+        c = self._scalars(learning_rate, variable.dtype, state, self._stats_scalars)
+        g = self._gate(self._coupled_gradient(gradient, variable), c["included"])
+        m, v, s = self._m[index], self._v[index], self._s[index]
+        denom = ops.sqrt(v) + c["eps"]
+        dot = ops.cast(ops.sum(g * (s / denom)), self._sdtype)
+        self._add("numerator", c["numerator"] * dot)  # 0 for a gated gradient
+        self.assign(m, c["beta_1"] * m + c["alpha_1"] * g)
+        self.assign(v, c["beta_2"] * v + c["alpha_2"] * g * g)
+        s_value = c["root"] * s + c["alpha_3"] * g
         self.assign(s, s_value)
-        l1 = scale * ops.cast(ops.sum(ops.abs(s_value)), self._sdtype)
-        self._add("denominator", ops.where(included, l1, 0.0))
+        l1 = c["scale"] * ops.cast(ops.sum(ops.abs(s_value)), self._sdtype)
+        self._add("denominator", ops.where(c["included"], l1, 0.0))
 
     def _finish(self, state):
         root = math.sqrt(self.beta_2)
@@ -129,21 +140,26 @@ class DAdaptAdam(DistanceEstimator):
         positive = ops.greater(denominator, 0.0)
         d = state["d"]
         d_hat = numerator / ((1.0 - root) * ops.where(positive, denominator, 1.0))
-        d_new = ops.where(positive, ops.maximum(d, ops.minimum(d_hat, d * self.growth_rate)), d)
+        d_new = ops.where(positive, maximum(d, minimum(d_hat, d * self.growth_rate)), d)
         state["progress"] = ops.cast(positive, self._sdtype)
         self.assign(self._d, d_new)
         self.assign(self._numerator, ops.where(positive, numerator, _read(self._numerator)))
 
+    def _step_scalars(self, learning_rate, dtype, state):
+        progress = state["progress"]
+        values = {"eps": ops.cast(self.epsilon, dtype), "progress": ops.cast(progress, dtype)}
+        if self.decouple and self.weight_decay:
+            values["decay"] = ops.cast(self.weight_decay * state["dlr"] * progress, dtype)
+        return values
+
     def _step(self, gradient, variable, learning_rate, state):
         index = self._get_variable_index(variable)
-        dtype = variable.dtype
-        progress = state["progress"]
-        denom = ops.sqrt(self._v[index]) + ops.cast(self.epsilon, dtype)
+        c = self._scalars(learning_rate, variable.dtype, state, self._step_scalars)
+        denom = ops.sqrt(self._v[index]) + c["eps"]
         value = variable
         if self.decouple and self._decay(variable):
-            alpha = ops.cast(self.weight_decay * state["dlr"] * progress, dtype)
-            value = value - alpha * value
-        value = value - ops.cast(progress, dtype) * self._m[index] / denom
+            value = value - c["decay"] * value
+        value = value - c["progress"] * self._m[index] / denom
         self.assign(variable, value)
 
     def get_config(self):

@@ -17,6 +17,7 @@ from keras import ops
 from keras_lr._validation import check_float, check_int
 from keras_lr.optimizers._distance import DistanceEstimator, check_beta, check_bool
 from keras_lr.optimizers._distance import read as _read
+from keras_lr.schedules.base import maximum, minimum
 
 __all__ = ["Prodigy"]
 
@@ -144,36 +145,45 @@ class Prodigy(DistanceEstimator):
         bc = self._bias_correction(self.beta_1, self.beta_2, self.use_bias_correction)
         return {"d": d, "bc": bc, "dlr": d * lr * bc}
 
-    def _stats(self, gradient, variable, learning_rate, state):
-        index = self._get_variable_index(variable)
-        dtype = variable.dtype
-        g = self._coupled_gradient(gradient, variable)
+    def _stats_scalars(self, learning_rate, dtype, state):
         included = self._included(learning_rate)
         d, dlr = state["d"], state["dlr"]
         ratio = d / self.d0
+        one = ops.ones((), dtype)
+
+        def decay(beta):  # 1 for a variable that takes no part (its gradient is gated to 0)
+            return ops.where(included, ops.cast(beta, dtype), one)
+
+        return {
+            "included": included, "numerator": ratio * dlr,
+            "beta_1": decay(self.beta_1), "alpha_1": ops.cast(d * (1.0 - self.beta_1), dtype),
+            "beta_2": decay(self.beta_2),
+            "alpha_2": ops.cast(d * d * (1.0 - self.beta_2), dtype),
+            "beta_3": decay(self._beta_3()),
+            "alpha_3": ops.cast(ratio * (d if self.safeguard_warmup else dlr), dtype),
+        }
+
+    def _stats(self, gradient, variable, learning_rate, state):
+        index = self._get_variable_index(variable)
+        c = self._scalars(learning_rate, variable.dtype, state, self._stats_scalars)
+        g = self._gate(self._coupled_gradient(gradient, variable), c["included"])
         g_slice = self._slice(g)
         x_slice = self._slice(_read(variable))
         x0 = self._x0[index]
         x0_value = ops.where(state["first"], x_slice, _read(x0))
         self.assign(x0, x0_value)
         dot = ops.cast(ops.sum(g_slice * (x0_value - x_slice)), self._sdtype)
-        self._add("numerator", ops.where(included, ratio * dlr * dot, 0.0))
+        self._add("numerator", c["numerator"] * dot)  # 0 for a gated gradient
         if self._m[index] is not None:
             m = self._m[index]
-            beta_1 = ops.cast(self.beta_1, dtype)
-            alpha = ops.cast(d * (1.0 - self.beta_1), dtype)
-            self.assign(m, ops.where(included, beta_1 * m + alpha * g, _read(m)))
+            self.assign(m, c["beta_1"] * m + c["alpha_1"] * g)
         v = self._v[index]
-        beta_2 = ops.cast(self.beta_2, dtype)
-        alpha = ops.cast(d * d * (1.0 - self.beta_2), dtype)
-        self.assign(v, ops.where(included, beta_2 * v + alpha * g * g, _read(v)))
+        self.assign(v, c["beta_2"] * v + c["alpha_2"] * g * g)
         s = self._s[index]
-        beta_3 = ops.cast(self._beta_3(), dtype)
-        alpha = ops.cast(ratio * (d if self.safeguard_warmup else dlr), dtype)
-        s_value = ops.where(included, beta_3 * s + alpha * g_slice, _read(s))
+        s_value = c["beta_3"] * s + c["alpha_3"] * g_slice
         self.assign(s, s_value)
         l1 = ops.cast(ops.sum(ops.abs(s_value)), self._sdtype)
-        self._add("denominator", ops.where(included, l1, 0.0))
+        self._add("denominator", ops.where(c["included"], l1, 0.0))
 
     def _beta_3(self):
         return math.sqrt(self.beta_2) if self.beta_3 is None else self.beta_3
@@ -184,9 +194,9 @@ class Prodigy(DistanceEstimator):
         positive = ops.greater(denominator, 0.0)
         d = state["d"]
         d_hat = self.d_coef * numerator / ops.where(positive, denominator, 1.0)
-        d_new = ops.where(ops.equal(d, self.d0), ops.maximum(d, d_hat), d)
-        d_max = ops.maximum(self._d_max, d_hat)
-        d_new = ops.minimum(d_max, d_new * self.growth_rate)
+        d_new = ops.where(ops.equal(d, self.d0), maximum(d, d_hat), d)
+        d_max = maximum(_read(self._d_max), d_hat)
+        d_new = minimum(d_max, d_new * self.growth_rate)
         d_new = ops.where(positive, d_new, d)
         state["progress"] = ops.cast(positive, self._sdtype)
         state["d_new"] = d_new
@@ -194,23 +204,29 @@ class Prodigy(DistanceEstimator):
         self.assign(self._d_max, ops.where(positive, d_max, _read(self._d_max)))
         self.assign(self._numerator, ops.where(positive, numerator, _read(self._numerator)))
 
+    def _step_scalars(self, learning_rate, dtype, state):
+        # The rate of these variables (LayerwiseLR's multiplier included); 0 without progress.
+        dlr = (state["d"] * ops.cast(learning_rate, self._sdtype) * state["bc"]
+               * state["progress"])
+        values = {"dlr": ops.cast(dlr, dtype), "eps": ops.cast(state["d_new"] * self.epsilon,
+                                                               dtype)}
+        if self.decouple and self.weight_decay:
+            values["decay"] = ops.cast(self.weight_decay * dlr, dtype)
+        if self.beta_1 == 0:
+            values["alpha"] = ops.cast(dlr * state["d_new"], dtype)  # the new d, as the reference
+        return values
+
     def _step(self, gradient, variable, learning_rate, state):
         index = self._get_variable_index(variable)
-        dtype = variable.dtype
-        # The rate of this variable (LayerwiseLR's multiplier included); 0 without progress.
-        dlr_scalar = (state["d"] * ops.cast(learning_rate, self._sdtype) * state["bc"]
-                      * state["progress"])
-        dlr = ops.cast(dlr_scalar, dtype)
-        denom = ops.sqrt(self._v[index]) + ops.cast(state["d_new"] * self.epsilon, dtype)
+        c = self._scalars(learning_rate, variable.dtype, state, self._step_scalars)
+        denom = ops.sqrt(self._v[index]) + c["eps"]
         value = variable
         if self.decouple and self._decay(variable):
-            value = value - ops.cast(self.weight_decay * dlr_scalar, dtype) * value
+            value = value - c["decay"] * value
         if self._m[index] is not None:
-            value = value - dlr * self._m[index] / denom
+            value = value - c["dlr"] * self._m[index] / denom
         else:
-            # The reference's d is the new one here.
-            alpha = ops.cast(dlr_scalar * state["d_new"], dtype)
-            value = value - alpha * self._coupled_gradient(gradient, variable) / denom
+            value = value - c["alpha"] * self._coupled_gradient(gradient, variable) / denom
         self.assign(variable, value)
 
     def get_config(self):

@@ -116,26 +116,45 @@ class _ScheduleFree(keras.optimizers.Optimizer):
         finally:
             object.__setattr__(self, "_step_values", None)
 
-    def _direction(self, gradient, variable, index, dtype):
+    def _direction(self, gradient, index, scalars):
         return gradient
 
+    def _scalars(self, learning_rate, dtype):
+        """The step's scalars for this rate and dtype, made once per step for all the
+        variables that share them (all of them in a plain optimizer); the cache holds the
+        rate, so its id cannot be reused by another tensor within the step."""
+        cache = self._step_values.setdefault("cache", [])
+        for rate, cached_dtype, values in cache:
+            if rate is learning_rate and cached_dtype == dtype:
+                return values
+        step = self._step_values
+        lr = ops.cast(learning_rate, dtype) * ops.cast(step["sched"], dtype)
+        c = ops.cast(step["c"], dtype)
+        beta = ops.cast(self._beta, dtype)
+        values = {"lr": lr, "c": c, "y_rate": lr * (beta * (1.0 - c) - 1.0),
+                  "weight_decay": ops.cast(self.weight_decay, dtype)}
+        values.update(self._direction_scalars(dtype))
+        cache.append((learning_rate, dtype, values))
+        return values
+
+    def _direction_scalars(self, dtype):
+        return {}
+
     def update_step(self, gradient, variable, learning_rate):
-        values = self._step_values
         dtype = variable.dtype
         index = self._get_variable_index(variable)
         z = self._z[index]
         gradient = ops.cast(gradient, dtype)
-        lr = ops.cast(learning_rate, dtype) * ops.cast(values["sched"], dtype)
-        c = ops.cast(values["c"], dtype)
-        z_value = ops.where(values["first"], ops.convert_to_tensor(variable),
+        s = self._scalars(learning_rate, dtype)
+        z_value = ops.where(self._step_values["first"], ops.convert_to_tensor(variable),
                             ops.convert_to_tensor(z))
-        beta = ops.cast(self._beta, dtype)
-        g_hat = self._direction(gradient, variable, index, dtype)
+        g_hat = self._direction(gradient, index, s)
         if self.weight_decay and self._use_weight_decay(variable):
-            g_hat = g_hat + ops.cast(self.weight_decay, dtype) * variable
-        y = variable + c * (z_value - variable) + lr * (beta * (1.0 - c) - 1.0) * g_hat
+            g_hat = g_hat + s["weight_decay"] * variable
+        # lr * (beta * (1 - c) - 1) * g_hat, its scalar product made once per step.
+        y = variable + s["c"] * (z_value - variable) + s["y_rate"] * g_hat
         self.assign(variable, y)
-        self.assign(z, z_value - lr * g_hat)
+        self.assign(z, z_value - s["lr"] * g_hat)
 
     # ------------------------------------------------------------------ config
     def get_config(self):
@@ -216,12 +235,16 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def _prepare(self, k):
         return {"bc2": 1.0 - ops.power(ops.cast(self.beta_2, "float32"), k + 1.0)}
 
-    def _direction(self, gradient, variable, index, dtype):
-        v = self._v[index]
+    def _direction_scalars(self, dtype):
         beta_2 = ops.cast(self.beta_2, dtype)
-        self.assign(v, beta_2 * v + (1.0 - beta_2) * ops.square(gradient))
-        bc2 = ops.cast(self._step_values["bc2"], dtype)
-        return gradient / (ops.sqrt(v / bc2) + ops.cast(self.epsilon, dtype))
+        return {"beta_2": beta_2, "alpha_2": 1.0 - beta_2,
+                "bc2": ops.cast(self._step_values["bc2"], dtype),
+                "epsilon": ops.cast(self.epsilon, dtype)}
+
+    def _direction(self, gradient, index, scalars):
+        v = self._v[index]
+        self.assign(v, scalars["beta_2"] * v + scalars["alpha_2"] * ops.square(gradient))
+        return gradient / (ops.sqrt(v / scalars["bc2"]) + scalars["epsilon"])
 
     def get_config(self):
         config = super().get_config()

@@ -137,14 +137,17 @@ def assert_close(actual, expected, rtol=1e-4, atol=1e-6):
 
 
 def teacher_forced(problem, optimizer, make_optimizer, steps, *, param_groups=None,
-                   schedule=None, variables=None):
+                   schedule=None, variables=None, float64=False):
     """Step the reference on its own trajectory and feed each of its gradients to `optimizer`.
 
     Both optimizers see the same gradient sequence, so what is compared is the update rule
     with all its state (moments, d and its sums, z, x0) over `steps` steps, free of the
     chaotic growth a closed loop has on these problems: the reference itself, started from
     weights perturbed by 1e-7 (float32 rounding), leaves rtol 1e-4 before step 200 on them
-    (Prodigy, D-Adaptation). Returns ``(keras_variables, torch_optimizer, torch_params)``.
+    (Prodigy, D-Adaptation). Returns ``(keras_variables, torch_optimizer, torch_params)``,
+    and with ``float64=True`` a fourth item: the parameters of a float64 copy of the reference
+    stepped with the same gradients (the oracle that measures the reference's own float32
+    rounding error).
     """
     import torch
 
@@ -162,10 +165,16 @@ def teacher_forced(problem, optimizer, make_optimizer, steps, *, param_groups=No
              for indices, options in param_groups])
     if hasattr(reference, "train"):
         reference.train()
+    references = [reference]
+    if float64:
+        params64 = [torch.tensor(w.astype("float64")) for w in weights]
+        references.append(make_optimizer(params64))
+        if hasattr(references[1], "train"):
+            references[1].train()
     xt, yt = torch.tensor(x), torch.tensor(y)
     for step in range(steps):
         if schedule is not None:
-            for group in reference.param_groups:
+            for group in (g for r in references for g in r.param_groups):
                 group["lr"] = schedule(step) * group.get("lr_factor", 1.0)
         batch = slice(step * BATCH, (step + 1) * BATCH)
         reference.zero_grad()
@@ -173,5 +182,11 @@ def teacher_forced(problem, optimizer, make_optimizer, steps, *, param_groups=No
         loss.backward()
         grads = [p.grad.detach().numpy().copy() for p in params]
         reference.step()
+        if float64:
+            for p, g in zip(params64, grads):
+                p.grad = torch.tensor(g.astype("float64"))
+            references[1].step()
         optimizer.apply(grads, variables)
+    if float64:
+        return variables, reference, params, numpy_params(params64)
     return variables, reference, params

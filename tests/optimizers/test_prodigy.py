@@ -52,14 +52,38 @@ def _values(variables):
     return [keras.ops.convert_to_numpy(v) for v in variables]
 
 
+def assert_within_float32_error(actual, reference, oracle64, rtol):
+    """rtol against the float32 reference, with an atol of the reference's own float32 error.
+
+    d's numerator sums ``<g, x0 - x>`` from the first steps on, when ``x0 - x`` is ~1e-5
+    while one float32 ulp of x is ~6e-8: a single rounding difference in x moves d by up to
+    1e-5 relative (measured at step 10 of lstm-defaults on torch), and d then grows ~1000x
+    and carries it into every weight. The float32 reference is itself that far from the
+    same update in float64 (teacher-forced with the same gradients), so no float32
+    implementation can be held closer to it than that: measured after 200 steps on torch,
+    max |ref32 - f64| 6.7e-4 .. 1.1e-6 per variable, |ours - ref32| 0.1x .. 0.3x of it
+    (lstm-defaults 7.4e-5 vs 6.7e-4, conv2d-no_first_moment 1.4e-6 vs 5.1e-6); on
+    TensorFlow |ours - ref32| <= 6e-7. (The coupled_all_flags misses on torch were a defect,
+    fixed: d == d0 compared float64 d with a float32 d0.)
+    So: rtol 1e-4 with atol = max(1e-6, max |ref32 - f64|) of the variable, and ours may be
+    no farther from the float64 oracle than 1.5x the reference's float32 error (+1e-6).
+    """
+    for i, (a, e, e64) in enumerate(zip(actual, reference, oracle64)):
+        error32 = float(np.max(np.abs(e - e64)))
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=max(1e-6, error32),
+                                   err_msg=f"variable {i}")
+        assert float(np.max(np.abs(a - e64))) <= 1.5 * error32 + 1e-6, f"variable {i}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("problem", PROBLEMS)
 def test_update_rule_equals_reference_for_200_steps(problem, config):
     kwargs = CONFIGS[config]
     optimizer = Prodigy(**kwargs)
-    variables, reference, params = teacher_forced(problem, optimizer, _make(kwargs), 200)
-    assert_close(_values(variables), numpy_params(params), rtol=RTOL)
+    variables, reference, params, params64 = teacher_forced(
+        problem, optimizer, _make(kwargs), 200, float64=True)
+    assert_within_float32_error(_values(variables), numpy_params(params), params64, RTOL)
     group = reference.param_groups[0]
     np.testing.assert_allclose(float(optimizer.d.numpy() if hasattr(optimizer.d, "numpy")
                                      else keras.ops.convert_to_numpy(optimizer.d)),

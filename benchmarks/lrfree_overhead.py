@@ -40,7 +40,8 @@ from keras_lr.optimizers import (  # noqa: E402
 )
 
 BATCH = 32
-STEPS_PER_EXECUTION = 10
+# Keras's torch trainer runs one step per execution only.
+STEPS_PER_EXECUTION = 1 if keras.backend.backend() == "torch" else 10
 SHAPES = {"mlp": (64,), "cnn": (8, 8, 1), "lstm": (8, 8)}
 OPTIMIZERS = {
     "adam": lambda: keras.optimizers.Adam(1e-3),

@@ -24,7 +24,7 @@ def test_readme_has_one_fresh_machine_install_command_and_keeps_an_installed_bac
     assert commands[0] == 'python -m pip install ".[tensorflow-cpu,all,test]"'
     # Next to an existing tensorflow / jax / torch: no backend extra, nothing replaced.
     assert commands[1:] == ['python -m pip install ".[all]"']
-    assert "python -m pytest -q" in blocks("bash")[-1]
+    assert "python -m pytest -q -n auto --dist loadfile" in blocks("bash")[-1]
 
 
 @pytest.mark.slow

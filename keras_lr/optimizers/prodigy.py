@@ -17,7 +17,7 @@ from keras import ops
 from keras_lr._validation import check_float, check_int
 from keras_lr.optimizers._distance import DistanceEstimator, check_beta, check_bool
 from keras_lr.optimizers._distance import read as _read
-from keras_lr.schedules.base import full, maximum, minimum
+from keras_lr.schedules.base import maximum, minimum
 
 __all__ = ["Prodigy"]
 
@@ -194,8 +194,7 @@ class Prodigy(DistanceEstimator):
         positive = ops.greater(denominator, 0.0)
         d = state["d"]
         d_hat = self.d_coef * numerator / ops.where(positive, denominator, 1.0)
-        # full: on torch a bare Python d0 becomes float32 and never equals the float64 d.
-        d_new = ops.where(ops.equal(d, full(d, self.d0)), maximum(d, d_hat), d)
+        d_new = ops.where(ops.equal(d, self.d0), maximum(d, d_hat), d)
         d_max = maximum(_read(self._d_max), d_hat)
         d_new = minimum(d_max, d_new * self.growth_rate)
         d_new = ops.where(positive, d_new, d)

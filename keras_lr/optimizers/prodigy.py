@@ -194,7 +194,11 @@ class Prodigy(DistanceEstimator):
         positive = ops.greater(denominator, 0.0)
         d = state["d"]
         d_hat = self.d_coef * numerator / ops.where(positive, denominator, 1.0)
-        d_new = ops.where(ops.equal(d, self.d0), maximum(d, d_hat), d)
+        # "d == d0" at float32: d's variable may hold d0 rounded through float32 (TensorFlow's
+        # initializer) or exactly (torch); compared at float32 both read as d0, as in the
+        # reference, where d and d0 are the same Python float until d first moves.
+        at_d0 = ops.equal(ops.cast(d, "float32"), ops.cast(self.d0, "float32"))
+        d_new = ops.where(at_d0, maximum(d, d_hat), d)
         d_max = maximum(_read(self._d_max), d_hat)
         d_new = minimum(d_max, d_new * self.growth_rate)
         d_new = ops.where(positive, d_new, d)

@@ -5,12 +5,17 @@ costs at most 1.05x the time per step of the same `fit` without it, on the refer
 CNN (target). For comparison, ``host`` is what step snapshots cost before: a callback that,
 every 10 steps, copies every weight and optimizer variable to NumPy and tests it for NaN/inf
 (the previous `DivergenceGuard(snapshot_every=10)`), ``every1`` is the guard checking
-after every step, and ``sync`` a callback that only reads ``self.model`` every 10 steps (on
+after every step, ``sync`` a callback that only reads ``self.model`` every 10 steps (on
 JAX that writes the trainer's state back to the variables, and the next step gathers it
-again: Keras's own cost, which any mid-epoch callback that touches the model pays).
+again: Keras's own cost, which any mid-epoch callback that touches the model pays; the guard
+no longer pays it, it reads ``model._jax_state``), and ``batchend`` a callback whose
+``on_train_batch_end`` does nothing (with any such callback Keras runs the batch-end
+callbacks in the training thread instead of dispatching them to a worker thread, and
+converts the logs there: the floor of every batch-end callback, the guard included).
 
 Columns: ``plain`` no callback; ``guard`` DivergenceGuard(); ``every1``
-DivergenceGuard(snapshot_every=1); ``host`` the host-copy callback; ``sync`` the model read. Each ratio is the median
+DivergenceGuard(snapshot_every=1); ``host`` the host-copy callback; ``sync`` the model read;
+``batchend`` the empty batch-end callback. Each ratio is the median
 over interleaved rounds of variant / plain in the same round (`_timing.py`); each round runs
 `--epochs` epochs of the digits data (1,438 samples, batch 32: 45 steps an epoch) per variant
 after a warm-up fit of each (compilation, tracing). The models train on the same data at a
@@ -73,12 +78,20 @@ class ModelReads(_EveryN):
         pass
 
 
+class BatchEnd(keras.callbacks.Callback):
+    """An `on_train_batch_end` that does nothing (Keras then calls batch ends in line)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
 VARIANTS = {
     "plain": lambda: [],
     "guard": lambda: [DivergenceGuard()],
     "every1": lambda: [DivergenceGuard(snapshot_every=1)],
     "host": lambda: [HostCopies(10)],
     "sync": lambda: [ModelReads(10)],
+    "batchend": lambda: [BatchEnd()],
 }
 
 

@@ -9,8 +9,9 @@ ones are all finite, so the only host round trip is one boolean:
   the next in-place update of the variable copies it first (TensorFlow's copy-on-write for
   resource variables), so the copy costs one buffer copy per variable, done on the device.
 * JAX: a `jax.jit` of ``jnp.copy`` over the arrays (fresh buffers, so the train step's donation
-  of its state buffers never deletes a snapshot). On JAX the values must be read after the
-  trainer's state was written back to the variables: callers read through ``callback.model``.
+  of its state buffers never deletes a snapshot). Mid-epoch the trainer holds the values outside
+  the variables: callers pass them (`StateReader.values`, ``_jax_state.py``) rather than
+  syncing the state back to the variables through ``callback.model``.
 * PyTorch: ``clone`` under ``torch.no_grad`` (eager; one kernel per variable).
 
 Restoring assigns copies (a snapshot may be restored more than once).
@@ -63,8 +64,8 @@ def _jax_copier(variables, tested):
         flags = [jnp.all(jnp.isfinite(arrays[i])) for i in tested]
         return copies, jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
 
-    def copy():
-        return _copy([v.value for v in variables])
+    def copy(values=None):
+        return _copy([v.value for v in variables] if values is None else list(values))
 
     def restore(values):
         copies, _ = _copy(list(values))
@@ -126,9 +127,15 @@ class Copier:
         """Whether this copier was built for exactly these variables."""
         return self._key == ([id(v) for v in variables], frozenset(untested))
 
-    def take(self, step):
-        """``(snapshot, finite)``: a copy of the current values and whether all are finite."""
-        values, finite = self._copy()
+    def take(self, step, values=None):
+        """``(snapshot, finite)``: a copy of the current values and whether all are finite.
+
+        Args:
+            step: the optimizer steps done (kept with the snapshot).
+            values: the variables' current values where the variables do not hold them (JAX
+                mid-epoch: `StateReader.values`); None reads the variables.
+        """
+        values, finite = self._copy() if values is None else self._copy(values)
         return Snapshot(values, step), bool(keras.ops.convert_to_numpy(finite))
 
     def restore(self, snapshot):

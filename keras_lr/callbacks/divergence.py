@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_lr._validation import check_float, check_int, check_open_interval, fail
+from keras_lr.callbacks._jax_state import StateReader
 from keras_lr.callbacks._lr import FreshCopy, check_guards, guards_in, rate_variables
 from keras_lr.callbacks._rate_steps import RateSteps
 from keras_lr.callbacks._snapshot import Copier
@@ -51,10 +52,6 @@ def _host(value):
     """A metric result as a Python float (scalars) or a NumPy array, as Keras logs it."""
     value = np.asarray(keras.ops.convert_to_numpy(value))
     return float(value) if value.ndim == 0 else value
-
-
-def _read(variable):
-    return float(keras.ops.convert_to_numpy(variable))
 
 
 class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
@@ -125,10 +122,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     (`Recovery` rows) and `restores` (`RateRestore` rows) keep the details.
 
     **Cost.** A step check reads the logs Keras already converts, copies the state on the
-    device in one compiled call and reads one boolean (`benchmarks/divergence_snapshot.py`).
-    On JAX the trainer keeps the state outside the variables during an epoch; the guard reads
-    and writes it through ``self.model``, which writes the state back at each check. Memory:
-    two copies of the weights and optimizer variables on the device.
+    device in one compiled call and reads one boolean and three scalars
+    (`benchmarks/divergence_snapshot.py`). On JAX the trainer keeps the state outside the
+    variables during an epoch; a check reads it there (``model._jax_state``) without writing
+    it back, and only a recovery or a rate change writes through ``self.model`` (Keras's state
+    sync). Memory: two copies of the weights and optimizer variables on the device.
 
     Callback order: put `DivergenceGuard` **before** `keras.callbacks.BackupAndRestore` and
     `ModelCheckpoint`, so that a diverged epoch is rolled back before they save it.
@@ -209,6 +207,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if snapshot_every != "epoch":
             self.on_train_batch_end = self._batch_end
         self._copier = None
+        self._live = None  # StateReader of the model in training
         self._reset()
 
     def _reset(self):
@@ -267,14 +266,25 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         return {id(guard.grad_norm) for guard in guards_in(model.optimizer)
                 if isinstance(getattr(guard, "grad_norm", None), keras.Variable)}
 
-    @staticmethod
-    def _steps_done(model):
-        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    def _read(self, variable):
+        """A scalar variable's current value as a float (on JAX mid-epoch, without a sync)."""
+        return float(self._live.read(variable))
+
+    def _steps_done(self):
+        return int(self._live.read(self._live.model.optimizer.iterations))
+
+    def _check_guards(self):
+        """`check_guards`, reading the counters without a sync; a stuck guard raises its error."""
+        for guard in guards_in(self._live.model.optimizer):
+            limit = guard.max_consecutive_skips
+            if limit is not None and guard.built and self._read(guard.consecutive_skips) >= limit:
+                check_guards(self.model.optimizer)  # synced first: the guard's own check raises
 
     # ------------------------------------------------------------------ training hooks
     def on_train_begin(self, logs=None):
         self._reset()
         model = self.model
+        self._live = StateReader(model)
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
@@ -283,6 +293,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._live.index()  # the trainer gathers the same lists at the epoch's first step
         if self._verified is None:
             # Taken here rather than in on_train_begin, after every callback's on_train_begin
             # (BackupAndRestore loads its checkpoint there, wherever it sits in the list).
@@ -292,7 +303,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             if self._copier is None or not self._copier.serves(variables, untested):
                 # Kept across `fit` calls on the same model (no retracing per call).
                 self._copier = Copier(variables, untested)
-            snapshot, finite = self._copier.take(self._steps_done(model))
+            snapshot, finite = self._copier.take(self._steps_done())
             if not finite:
                 raise RuntimeError(
                     "DivergenceGuard: the model's weights or optimizer variables contain NaN "
@@ -319,7 +330,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                     and len(total.shape) == 0 and len(count.shape) == 0
                 ):
                     continue
-                total, count = _read(total), _read(count)
+                total, count = self._read(total), self._read(count)
                 if count > 0 and (
                     math.isclose(total / count, value, rel_tol=1e-5, abs_tol=1e-12)
                     or (math.isnan(value) and not math.isfinite(total))
@@ -327,7 +338,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                     return m
         return None
 
-    def _window_value(self, model, logs):
+    def _window_value(self, logs):
         """The mean of the monitored value over the batches since the previous check.
 
         Keras logs hold the running mean since the epoch start (or the last metrics reset).
@@ -339,10 +350,10 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if value is None:
             return None
         if not self._metric_resolved:
-            self._metric = self._resolve_metric(model, value)
+            self._metric = self._resolve_metric(self._live.model, value)
             self._metric_resolved = True
         if self._metric is not None:
-            total, count = _read(self._metric.total), _read(self._metric.count)
+            total, count = self._read(self._metric.total), self._read(self._metric.count)
         else:
             count = float(self._last_batch - self._base)
             total = count * value
@@ -364,20 +375,20 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if self._steps_since_check >= self.snapshot_every:
             steps_in_window = self._steps_since_check
             self._steps_since_check = 0
-            model = self.model  # on JAX: writes the trainer's state back to the variables
-            self._check(model, self._window_value(model, logs), batch, steps_in_window)
+            # Reads the model through `self._live`: on JAX, `self.model` would write the
+            # trainer's state back to the variables (and the next step gather it again).
+            self._check(self._window_value(logs), batch, steps_in_window)
 
     def on_epoch_end(self, epoch, logs=None):
-        model = self.model
+        model = self.model  # Keras synced the state before the epoch's end
         if self.snapshot_every == "epoch":
             # Unknown epoch length: no smoothing across epochs (epoch means are smooth).
             steps = (self.params or {}).get("steps") or math.inf
-            self._check(model, self._lookup(logs), None, steps)
+            self._check(self._lookup(logs), None, steps)
         elif self._steps_since_check > 0:
             steps_in_window = self._steps_since_check
             self._steps_since_check = 0
-            self._check(model, self._window_value(model, logs), None, steps_in_window,
-                        reset_metrics=False)
+            self._check(self._window_value(logs), None, steps_in_window, reset_metrics=False)
         if logs is not None:
             if not self._measured:
                 # A recovery on the epoch's last step reset the metrics and no step ran
@@ -398,8 +409,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if self._bad_checks and enough and not self.stopped and self._verified is not None:
             # Training ended during a rise that `patience` had not confirmed yet: never
             # hand back a state that was not near the best; return to the verified one.
-            model = self.model
-            skipped = self._steps_done(model) - self._verified.step
+            # (After `fit`'s last step Keras has synced the state: the variables hold it.)
+            skipped = self._steps_done() - self._verified.step
             self._copier.restore(self._verified)
             self.final_rollback_steps = skipped
             warnings.warn(
@@ -442,31 +453,34 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if self.snapshot_every == "epoch" or self._seen >= WARMUP_STEPS:
             self.best = self._average if self.best is None else min(self.best, self._average)
 
-    def _check(self, model, value, step, steps, reset_metrics=True):
+    def _check(self, value, step, steps, reset_metrics=True):
+        """One check. Reads the state through `self._live` (on JAX mid-epoch: no state sync);
+        what writes (a recovery, a rate restore) goes through `self.model` (a sync first)."""
         if self.stopped:
             return
-        check_guards(model.optimizer)
+        self._check_guards()
         if value is None:
             return
         rise = self._rise(value)
         if not math.isfinite(value) or (rise is not None and rise > self.spike_factor - 1.0):
-            self._recover(model, f"`{self.monitor}` diverged ({value:.4g})", value, step,
+            self._recover(f"`{self.monitor}` diverged ({value:.4g})", value, step,
                           reset_metrics)
             return
         near_best = rise is None or rise <= self.tolerance
         self._bad_checks = 0 if near_best else self._bad_checks + 1
         self._bad_steps = 0 if near_best else self._bad_steps + steps
         if self.patience is not None and self._bad_checks >= self.patience:
-            self._recover(model, f"`{self.monitor}` stayed above the best ({self.best:.4g}) by "
+            self._recover(f"`{self.monitor}` stayed above the best ({self.best:.4g}) by "
                           f"more than tolerance={self.tolerance:g} for {self._bad_checks} "
                           f"checks ({value:.4g})", value, step, reset_metrics)
             return
         self._update_best(value, steps)
-        candidate, finite = self._copier.take(self._steps_done(model))
+        candidate, finite = self._copier.take(
+            self._steps_done(), self._live.values(self._copier.variables))
         if not finite:
             # A finite value but NaN/inf in the state (say BatchNorm statistics after a NaN
             # batch the optimizer skipped): never snapshot it, roll back instead.
-            self._recover(model, f"the model state became non-finite (`{self.monitor}`="
+            self._recover(f"the model state became non-finite (`{self.monitor}`="
                           f"{value:.4g})", value, step, reset_metrics)
             return
         if near_best:
@@ -475,6 +489,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             self._good_checks += 1
             if (self.restore_after is not None and self._good_checks >= self.restore_after
                     and len(self._rates) > self._floor):
+                model = self.model  # on JAX: a sync, so that the next step takes the new rate
                 self._rates.undo(model.optimizer)
                 rate = RateSteps.rates(model.optimizer)
                 self.restores.append(RateRestore(self._epoch, step, next(iter(rate.values()))))
@@ -484,8 +499,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             self._good_checks = 0
         self._candidate = candidate
 
-    def _recover(self, model, reason, value, step, reset_metrics):
-        steps_done = self._steps_done(model)
+    def _recover(self, reason, value, step, reset_metrics):
+        # On JAX mid-epoch: writes the trainer's state back to the variables, so that what is
+        # assigned below (weights, rate, metrics) is what the next step gathers.
+        model = self.model
+        steps_done = self._steps_done()
         self._copier.restore(self._verified)  # with keep_step=False, the step counts too
         self._candidate = None
         self._good_checks = self._bad_checks = self._bad_steps = 0

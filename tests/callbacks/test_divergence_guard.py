@@ -130,6 +130,81 @@ def test_step_checks_roll_back_mid_epoch(steps_per_execution):
     assert history.history["divergence_steps_skipped"] == [0, 4]
 
 
+class StateAfter(keras.callbacks.Callback):
+    """Records `_state` at every batch end (put it after the guard: on JAX its read of
+    `self.model` syncs after the guard's check, so the guard still sees an unsynced state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.states = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.states[self.epoch, batch] = _state(self.model)
+
+
+def _count_syncs(model, guard):
+    """The batches at which the guard synced the JAX trainer's state (the state was not synced
+    when it called `model.jax_state_sync`; Keras's own syncs at epoch ends are not counted)."""
+    synced, inside = [], []
+    sync, batch_end = model.jax_state_sync, guard.on_train_batch_end
+
+    def counting_sync():
+        if inside and not model._jax_state_synced:
+            synced.append(inside[-1])
+        sync()
+
+    def counting_batch_end(batch, logs=None):
+        inside.append(batch)
+        try:
+            batch_end(batch, logs)
+        finally:
+            inside.pop()
+
+    model.jax_state_sync = counting_sync
+    guard.on_train_batch_end = counting_batch_end
+    return synced
+
+
+def test_a_mid_epoch_rollback_restores_the_state_of_the_verified_check_exactly():
+    """As above, with momentum: after the recovery at batch 3 of epoch 1 the weights and slots
+    are those recorded at batch 3 of epoch 0, bit for bit. On JAX the checks read the trainer's
+    state without syncing it; the recovery syncs once."""
+    sab, guard, after = Saboteur([1], batch=2), DivergenceGuard(snapshot_every=2), StateAfter()
+    model = tiny_model(keras.optimizers.SGD(0.05, momentum=0.9))
+    synced = _count_syncs(model, guard) if keras.backend.backend() == "jax" else None
+    model.fit(*regression_data(), batch_size=16, epochs=2, verbose=0, shuffle=False,
+              callbacks=[sab, guard, after])
+    assert [(r.epoch, r.step, r.steps_skipped) for r in guard.recoveries] == [(1, 3, 4)]
+    for a, b in zip(after.states[1, 3], after.states[0, 3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(after.states[0, 3][0], after.states[0, 1][0])  # it trained
+    if synced is not None:
+        assert synced == [3]
+
+
+@pytest.mark.backends("jax", reason="the JAX trainer's state sync")
+@pytest.mark.parametrize("snapshot_every", [1, 10])
+def test_step_checks_on_jax_read_the_trainers_state_without_syncing_it(snapshot_every):
+    """Healthy training (rate 0: a constant loss), a `GradientGuard` with a skip limit (its
+    counter is read at each check): no check syncs the state back to the variables, and the
+    checks did run (the best is set; the metric's running sums were found)."""
+    guard = DivergenceGuard(snapshot_every=snapshot_every)
+    targets = np.ones((8 * 40, 1), "float32")
+    model = keras.Sequential([keras.Input((1,)),
+                              keras.layers.Dense(1, kernel_initializer="zeros")])
+    model.compile(optimizer=GradientGuard(keras.optimizers.SGD(0.0, momentum=0.9),
+                                          max_consecutive_skips=3), loss="mse")
+    synced = _count_syncs(model, guard)
+    model.fit(np.ones_like(targets), targets, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[guard])
+    assert synced == []
+    assert guard.recoveries == [] and guard.best == pytest.approx(1.0)
+    assert guard._metric is not None and guard._candidate is not None
+
+
 def _drive(guard, losses, optimizer=None, steps=10):
     """Epoch checks fed with `losses`; before the check of epoch k the hidden bias is set to
     k + 1, so a rollback's target can be read off the weights (0: the initial state)."""

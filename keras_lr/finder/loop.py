@@ -4,7 +4,7 @@ Each backend has one small module with a ``Loop`` class (`tf_loop`, `jax_loop`, 
 
 * TensorFlow: a `tf.function` runs a chunk of steps in a `tf.while_loop` (the smoothed loss and
   the stop tests in the graph, float64);
-* JAX: a jitted `jax.lax.scan` runs a chunk of steps over ``model.train_step(state, batch)``
+* JAX: jitted blocks of `steps_per_execution` steps run a chunk over ``model.train_step(state, batch)``
   (the stateless train step of Keras's JAX trainer), or the steps one by one when the model is
   not jit-compiled;
 * PyTorch: the steps one by one through ``model.train_step(batch)`` (torch-compiled when

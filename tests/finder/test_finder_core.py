@@ -296,18 +296,23 @@ def test_restore_after_an_interruption(monkeypatch, error, restore):
 MODES = [{"jit_compile": jit} for jit in JIT_MODES] + [{"run_eagerly": True}]
 
 
-@pytest.mark.parametrize("compile_kwargs", MODES, ids=lambda k: "-".join(map(str, k.items())))
-@pytest.mark.parametrize("schedule", [False, True])
-def test_every_execution_mode_matches_numpy_sgd(compile_kwargs, schedule):
-    """Compiled chunks (XLA / jitted scan), plain graphs and eager steps give the same curve."""
-    lr = keras.optimizers.schedules.ExponentialDecay(0.5, 10, 0.1) if schedule else 0.5
-    model = linear_model(keras.optimizers.SGD(lr), **compile_kwargs)
+def _assert_curve_matches_numpy_sgd(model):
+    """A 10-step range test of the linear model, in chunks of 4, against the float64 oracle."""
     w, b = (keras.ops.convert_to_numpy(v).astype("float64") for v in model.layers[0].weights)
     result = find_lr(model, X_LIN, Y_LIN, batch_size=16, start_lr=1e-3, end_lr=0.3,
                      num_steps=10, shuffle=False, steps_per_chunk=4)
     expected = sgd_oracle(X_LIN.astype("float64"), Y_LIN.astype("float64"), w, b,
                           result.learning_rates, 16)
     np.testing.assert_allclose(result.losses, expected, rtol=2e-5)
+
+
+@pytest.mark.parametrize("compile_kwargs", MODES, ids=lambda k: "-".join(map(str, k.items())))
+@pytest.mark.parametrize("schedule", [False, True])
+def test_every_execution_mode_matches_numpy_sgd(compile_kwargs, schedule):
+    """Compiled chunks (XLA / jitted scan), plain graphs and eager steps give the same curve."""
+    lr = keras.optimizers.schedules.ExponentialDecay(0.5, 10, 0.1) if schedule else 0.5
+    model = linear_model(keras.optimizers.SGD(lr), **compile_kwargs)
+    _assert_curve_matches_numpy_sgd(model)
 
 
 @pytest.mark.backends("jax", reason="the JAX loop's compiled blocks")
@@ -323,12 +328,7 @@ def test_jax_blocks_have_no_control_flow_and_match_numpy_sgd(steps_per_execution
 
     model = linear_model(keras.optimizers.SGD(0.5), jit_compile=True)
     model.steps_per_execution = steps_per_execution
-    w, b = (keras.ops.convert_to_numpy(v).astype("float64") for v in model.layers[0].weights)
-    result = find_lr(model, X_LIN, Y_LIN, batch_size=16, start_lr=1e-3, end_lr=0.3,
-                     num_steps=10, shuffle=False, steps_per_chunk=4)
-    expected = sgd_oracle(X_LIN.astype("float64"), Y_LIN.astype("float64"), w, b,
-                          result.learning_rates, 16)
-    np.testing.assert_allclose(result.losses, expected, rtol=2e-5)
+    _assert_curve_matches_numpy_sgd(model)
     loop = model.__dict__[loop_module._CACHE_ATTR]
     assert loop.per_block == steps_per_execution
     state = loop.save()

@@ -131,7 +131,9 @@ class _ScheduleFree(keras.optimizers.Optimizer):
         lr = ops.cast(learning_rate, dtype) * ops.cast(step["sched"], dtype)
         c = ops.cast(step["c"], dtype)
         beta = ops.cast(self._beta, dtype)
-        values = {"lr": lr, "c": c, "y_rate": lr * (beta * (1.0 - c) - 1.0),
+        # c_y: c on ``z - y``, 0 at the first step, where z (still 0) stands for y itself.
+        c_y = ops.where(step["first"], ops.zeros((), dtype), c)
+        values = {"lr": lr, "c_y": c_y, "y_rate": lr * (beta * (1.0 - c) - 1.0),
                   "weight_decay": ops.cast(self.weight_decay, dtype)}
         values.update(self._direction_scalars(dtype))
         cache.append((learning_rate, dtype, values))
@@ -146,15 +148,19 @@ class _ScheduleFree(keras.optimizers.Optimizer):
         z = self._z[index]
         gradient = ops.cast(gradient, dtype)
         s = self._scalars(learning_rate, dtype)
-        z_value = ops.where(self._step_values["first"], ops.convert_to_tensor(variable),
-                            ops.convert_to_tensor(z))
+        z_value = ops.convert_to_tensor(z)
         g_hat = self._direction(gradient, index, s)
         if self.weight_decay and self._use_weight_decay(variable):
             g_hat = g_hat + s["weight_decay"] * variable
         # lr * (beta * (1 - c) - 1) * g_hat, its scalar product made once per step.
-        y = variable + s["c"] * (z_value - variable) + s["y_rate"] * g_hat
+        y = variable + s["c_y"] * (z_value - variable) + s["y_rate"] * g_hat
         self.assign(variable, y)
-        self.assign(z, z_value - s["lr"] * g_hat)
+        # z starts at y: at the first step c is 1 (any rate > 0: the first weight is the
+        # whole sum), so the y step above is ``y - lr * g_hat``, z's step from z = y, bitwise;
+        # with rate 0 both are y. Taking z from the new y, not the old one, keeps the old y
+        # out of z's update: on XLA an update that reads both old y and old z makes it copy
+        # every variable and every z each step (they are updated in place, in two loops).
+        self.assign(z, ops.where(self._step_values["first"], y, z_value - s["lr"] * g_hat))
 
     # ------------------------------------------------------------------ config
     def get_config(self):

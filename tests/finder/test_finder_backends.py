@@ -103,3 +103,24 @@ if __name__ == "__main__":  # regenerate the reference on TensorFlow
     assert keras.backend.backend() == "tensorflow", os.environ.get("KERAS_BACKEND")
     REFERENCE.write_text(json.dumps({case: compute(case, False) for case in CASES}) + "\n")
     print(f"wrote {REFERENCE}")
+
+
+@pytest.mark.backends("jax", reason="the JAX loop's blocks of steps_per_execution steps")
+def test_jax_blocks_stop_inside_a_block_at_the_state_reached():
+    """With blocks of 3 steps, a divergence stop inside a block (``restore=False``) leaves the
+    state of the last kept step: the rerun of the chunk's blocks masks the block's later
+    steps. Same curve and weights as one step per block, bit for bit."""
+    def run(steps_per_execution):
+        model = model_for("sgd-diverges", True)
+        model.fit(X, Y_REG, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        model.steps_per_execution = steps_per_execution
+        result = find_lr(model, X, Y_REG, end_lr=END_LR["sgd-diverges"], **ARGS)
+        return result, model.get_weights()
+
+    (one, one_weights), (three, three_weights) = run(1), run(3)
+    assert three.stop_reason == one.stop_reason == "diverged"
+    kept = len(three.losses)
+    assert kept < ARGS["num_steps"] and (kept - 1) % ARGS["steps_per_chunk"] % 3 != 2
+    np.testing.assert_array_equal(three.losses, one.losses)
+    for a, b in zip(three_weights, one_weights, strict=True):
+        np.testing.assert_array_equal(a, b)

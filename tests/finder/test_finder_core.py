@@ -321,8 +321,8 @@ def test_jax_blocks_have_no_control_flow_and_match_numpy_sgd(steps_per_execution
     """Blocks of `steps_per_execution` steps, the last one padded, skip steps by a select.
 
     On XLA:CPU a convolution inside `lax.scan` / `lax.cond` runs about ten times slower than
-    at top level, so the compiled block must hold neither; the curve is still exact, also
-    when the stop falls inside a block (`restore=False` reruns the kept steps).
+    at top level, so the compiled block must hold neither; the curve is still exact (a stop
+    inside a block: test_finder_backends.py).
     """
     import jax
 

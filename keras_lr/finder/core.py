@@ -7,8 +7,8 @@ part (see `LRFinderResult.suggestion`).
 
 How it runs: the batches are planned in NumPy (`finder.data`), the same on every backend;
 the steps run in compiled chunks where the backend can (TensorFlow: a `tf.while_loop` in one
-`tf.function`; JAX: jitted blocks of `steps_per_execution` steps over the stateless train step), one by one on
-PyTorch, each step setting the rate, resetting the model's metrics and calling
+`tf.function`; JAX: jitted blocks of `steps_per_execution` steps over the stateless train
+step), one by one on PyTorch, each step setting the rate, resetting the model's metrics and calling
 ``model.train_step`` (see `finder.loop`). The model's cached ``train_function`` is never
 touched and stays valid. The loop is cached on the model (a plain attribute, never saved) and
 built again only when the model is recompiled or its optimizer changes, so repeated range tests

@@ -11,7 +11,8 @@ again: Keras's own cost, which any mid-epoch callback that touches the model pay
 no longer pays it, it reads ``model._jax_state``), and ``batchend`` a callback whose
 ``on_train_batch_end`` does nothing (with any such callback Keras runs the batch-end
 callbacks in the training thread instead of dispatching them to a worker thread, and
-converts the logs there: the floor of every batch-end callback, the guard included).
+converts the logs there: the floor of every batch-end callback; the guard has no batch-end
+hook, it checks at the next batch's begin, so Keras keeps its asynchronous batch ends).
 
 Columns: ``plain`` no callback; ``guard`` DivergenceGuard(); ``every1``
 DivergenceGuard(snapshot_every=1); ``host`` the host-copy callback; ``sync`` the model read;

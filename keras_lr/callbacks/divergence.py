@@ -121,18 +121,24 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     ``learning_rate_<name>`` per sub-optimizer of a `MultiOptimizer`); `recoveries`
     (`Recovery` rows) and `restores` (`RateRestore` rows) keep the details.
 
-    **Cost.** A step check reads the logs Keras already converts, copies the state on the
-    device in one compiled call and reads one boolean and three scalars
+    **Cost.** A step check runs at the next batch's begin (no batch-end hook, so Keras keeps
+    dispatching steps asynchronously on JAX and torch), reads the running sums of the Keras
+    mean metric named `monitor`, copies the state on the device in one compiled call and
+    reads one boolean and three scalars
     (`benchmarks/divergence_snapshot.py`). On JAX the trainer keeps the state outside the
     variables during an epoch; a check reads it there (``model._jax_state``) without writing
     it back, and only a recovery or a rate change writes through ``self.model`` (Keras's state
     sync). Memory: two copies of the weights and optimizer variables on the device.
 
     Callback order: put `DivergenceGuard` **before** `keras.callbacks.BackupAndRestore` and
-    `ModelCheckpoint`, so that a diverged epoch is rolled back before they save it.
+    `ModelCheckpoint`, so that a diverged epoch is rolled back before they save it, and
+    before callbacks that change the model at a batch's begin (a step check sees the state
+    that the callbacks before it leave).
 
     Args:
-        monitor: the logs entry to watch (default "loss"; "val_loss" needs epoch checks).
+        monitor: the metric to watch (default "loss"). Step checks need a Keras mean metric
+            of that name (the loss, accuracy, MAE, ...: any with running ``total`` and
+            ``count``); "val_loss" and other logs entries need ``snapshot_every="epoch"``.
         spike_factor: float > 1; a rise above ``best`` of more than
             ``(spike_factor - 1) * scale`` is a divergence (default 3.0).
         tolerance: float >= 0; a window is near the best, and verifies the snapshot before
@@ -151,6 +157,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     Raises:
         RuntimeError: at the start of training, when the model's weights or optimizer
             variables are already non-finite (no good state to snapshot).
+        ValueError: at the start of training, with step checks, when the model has no mean
+            metric named `monitor`.
 
     Example:
 
@@ -205,7 +213,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                        max_recoveries=max_recoveries, snapshot_every=snapshot_every,
                        keep_step=keep_step)
         if snapshot_every != "epoch":
-            self.on_train_batch_end = self._batch_end
+            # Checks at the next batch's begin, not at a batch end: with no batch-end hook
+            # Keras dispatches batch ends asynchronously on JAX and torch, without waiting for
+            # each step (a batch-end hook that does nothing cost 1.17-1.19x wall per step on
+            # the digits models on JAX).
+            self.on_train_batch_begin = self._batch_begin
         self._copier = None
         self._live = None  # StateReader of the model in training
         self._reset()
@@ -217,6 +229,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self.final_rollback_steps = 0
         self._first = None
         self.stopped = False
+        self._restore_at_epoch_end = False
         self._average = None
         self._seen = 0.0  # steps folded into the average
         self._verified = None
@@ -229,7 +242,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._floor = 0  # lowerings that are never undone (their restore diverged)
         self._epoch = 0
         self._metric = None
-        self._metric_resolved = False
+        self._metric_verified = False
+        self._last_begin = None
         self._measured = True  # False between a mid-epoch metrics reset and the next step
         self._before_reset = {}
         self._reset_window(-1)
@@ -284,6 +298,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._reset()
         model = self.model
+        if self.snapshot_every != "epoch":
+            self._metric = self._find_metric(model)  # before anything changes
         self._live = StateReader(model)
         optimizer = model.optimizer
         if not optimizer.built:
@@ -316,79 +332,111 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                 )
             self._verified = snapshot
         self._measured = True
+        self._last_begin = None
         self._reset_window(-1)
 
-    def _resolve_metric(self, model, value):
-        """The Keras mean metric named `monitor` whose running sums give `value`, or None."""
+    def _find_metric(self, model):
+        """The Keras mean metric named `monitor` (running sums ``total`` and ``count``).
+
+        Step checks read it at the next batch's begin, where Keras passes no logs.
+
+        Raises:
+            ValueError: the model has no such metric (before any training step).
+        """
+        names = []
         for metric in getattr(model, "metrics", []):
             for m in getattr(metric, "metrics", [metric]):
-                if m.name != self.monitor:
-                    continue
+                names.append(m.name)
                 total, count = getattr(m, "total", None), getattr(m, "count", None)
-                if not (
-                    isinstance(total, keras.Variable) and isinstance(count, keras.Variable)
-                    and len(total.shape) == 0 and len(count.shape) == 0
-                ):
-                    continue
-                total, count = self._read(total), self._read(count)
-                if count > 0 and (
-                    math.isclose(total / count, value, rel_tol=1e-5, abs_tol=1e-12)
-                    or (math.isnan(value) and not math.isfinite(total))
-                ):
+                if (m.name == self.monitor and isinstance(total, keras.Variable)
+                        and isinstance(count, keras.Variable)
+                        and len(total.shape) == 0 and len(count.shape) == 0):
                     return m
-        return None
+        raise ValueError(
+            f"DivergenceGuard: step checks (snapshot_every={self.snapshot_every}) read the "
+            f"running sums of the Keras mean metric named `{self.monitor}`, and the model has "
+            f"no such metric (its metrics: {names}). Monitor one of the mean metrics (the "
+            "loss, accuracy, MAE, ...) or use snapshot_every=\"epoch\" (validation metrics "
+            "need epoch checks)."
+        )
 
-    def _window_value(self, logs):
-        """The mean of the monitored value over the batches since the previous check.
+    def _window_value(self):
+        """The mean of the monitored metric over the batches since the previous check.
 
-        Keras logs hold the running mean since the epoch start (or the last metrics reset).
-        The metric's own running sums (``total``, ``count``) give the window's mean exactly,
-        weighted by batch size as Keras's mean is; otherwise differencing two running means
-        weighted by step counts gives it.
+        The metric's running sums (``total``, ``count``, read without a JAX state sync) give
+        the window's mean exactly, weighted by batch size as Keras's mean is.
         """
-        value = self._lookup(logs)
-        if value is None:
-            return None
-        if not self._metric_resolved:
-            self._metric = self._resolve_metric(self._live.model, value)
-            self._metric_resolved = True
-        if self._metric is not None:
-            total, count = self._read(self._metric.total), self._read(self._metric.count)
-        else:
-            count = float(self._last_batch - self._base)
-            total = count * value
+        total, count = self._read(self._metric.total), self._read(self._metric.count)
         if count <= self._prev_count:
-            return value
+            return None if count <= 0 else total / count
         window = (total - self._prev_total) / (count - self._prev_count)
         self._prev_total, self._prev_count = total, count
         return window
 
-    def _batch_end(self, batch, logs=None):
-        # Keras reports `end = begin + steps_per_execution - 1` even when the last call of
-        # the epoch runs fewer steps: clamp to the epoch's step count when it is known.
+    def _batch_begin(self, batch, logs=None):
+        # Keras passes the first step of each call (`steps_per_execution` steps): the one
+        # before it is the last step done.
+        self._last_begin = batch
+        self._advance(batch - 1)
+
+    def _advance(self, last, reset_metrics=True):
+        """Count the steps up to batch `last` (done) and check when `snapshot_every` are due."""
         steps = (self.params or {}).get("steps")
         if steps:
-            batch = min(batch, steps - 1)
-        self._steps_since_check += batch - self._last_batch
-        self._last_batch = batch
+            last = min(last, steps - 1)
+        if last <= self._last_batch:
+            return
+        self._steps_since_check += last - self._last_batch
+        self._last_batch = last
         self._measured = True
         if self._steps_since_check >= self.snapshot_every:
             steps_in_window = self._steps_since_check
             self._steps_since_check = 0
             # Reads the model through `self._live`: on JAX, `self.model` would write the
             # trainer's state back to the variables (and the next step gather it again).
-            self._check(self._window_value(logs), batch, steps_in_window)
+            self._check(self._window_value(), last, steps_in_window, reset_metrics)
+
+    def _epoch_steps_end(self, logs):
+        """At the epoch's end: the steps after the last batch begin, then the short rest."""
+        if self._last_begin is not None:
+            spe = getattr(self._live.model, "steps_per_execution", 1) or 1
+            # The metrics are logged next: a recovery here keeps them (no reset).
+            self._advance(self._last_begin + spe - 1, reset_metrics=False)
+        self._verify_metric(logs)
+        if self._steps_since_check > 0:
+            steps_in_window = self._steps_since_check
+            self._steps_since_check = 0
+            self._check(self._window_value(), None, steps_in_window, reset_metrics=False)
+
+    def _verify_metric(self, logs):
+        """Warn once when the logs' `monitor` is not the mean of the metric the checks read."""
+        value = (logs or {}).get(self.monitor)
+        if self._metric_verified or value is None or not self._measured:
+            return
+        self._metric_verified = True
+        total, count = self._read(self._metric.total), self._read(self._metric.count)
+        mean = total / count if count > 0 else math.nan
+        if not (math.isclose(mean, float(value), rel_tol=1e-5, abs_tol=1e-12)
+                or (math.isnan(float(value)) and not math.isfinite(total))):
+            warnings.warn(
+                f"DivergenceGuard: the logs' `{self.monitor}` ({float(value):.6g}) is not the "
+                f"running mean of the metric named `{self.monitor}` ({mean:.6g}) that the step "
+                "checks read (a custom `train_step` that does not update it?); use "
+                "snapshot_every=\"epoch\" to check the logged value.",
+                stacklevel=2,
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model  # Keras synced the state before the epoch's end
+        if self._restore_at_epoch_end:
+            self._restore_at_epoch_end = False
+            self._copier.restore(self._verified)
         if self.snapshot_every == "epoch":
             # Unknown epoch length: no smoothing across epochs (epoch means are smooth).
             steps = (self.params or {}).get("steps") or math.inf
             self._check(self._lookup(logs), None, steps)
-        elif self._steps_since_check > 0:
-            steps_in_window = self._steps_since_check
-            self._steps_since_check = 0
-            self._check(self._window_value(logs), None, steps_in_window, reset_metrics=False)
+        else:
+            self._epoch_steps_end(logs)
         if logs is not None:
             if not self._measured:
                 # A recovery on the epoch's last step reset the metrics and no step ran
@@ -512,6 +560,9 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if len(self.recoveries) >= self.max_recoveries:
             self.stopped = True
             model.stop_training = True
+            # A step check runs at a batch's begin: Keras stops after that batch's step,
+            # so the epoch's end restores the verified state once more.
+            self._restore_at_epoch_end = step is not None
             warnings.warn(
                 f"DivergenceGuard: {reason} at {where} after "
                 f"{len(self.recoveries)} recoveries (max_recoveries={self.max_recoveries}); "

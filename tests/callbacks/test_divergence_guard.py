@@ -118,11 +118,13 @@ def test_stops_cleanly_after_max_recoveries():
     1, pytest.param(2, marks=NO_TORCH_SPE)])
 def test_step_checks_roll_back_mid_epoch(steps_per_execution):
     """4 steps an epoch, checks every 2; NaN from batch 2 of epoch 1: the check after its
-    batch 3 diverges. The state after 4 steps (the end of epoch 0) was verified by batches
-    0-1 of epoch 1; the one after 6 steps (a candidate) is discarded: 4 steps skipped."""
+    batch 3 (at the epoch's end) diverges. The state after 4 steps (the end of epoch 0) was
+    verified by batches 0-1 of epoch 1; the one after 6 steps (a candidate) is discarded: 4
+    steps skipped. (The guard checks at a batch's begin: it goes before the saboteur, which
+    poisons there.)"""
     sab = Saboteur([1], batch=2)
     guard = DivergenceGuard(snapshot_every=2)
-    model, history = _fit(keras.optimizers.SGD(0.05), [sab, guard], epochs=2,
+    model, history = _fit(keras.optimizers.SGD(0.05), [guard, sab], epochs=2,
                           steps_per_execution=steps_per_execution)
     assert [(r.epoch, r.step, r.steps_skipped) for r in guard.recoveries] == [(1, 3, 4)]
     assert all(np.isfinite(v).all() for v in values(model.weights))
@@ -131,7 +133,7 @@ def test_step_checks_roll_back_mid_epoch(steps_per_execution):
 
 
 class StateAfter(keras.callbacks.Callback):
-    """Records `_state` at every batch end (put it after the guard: on JAX its read of
+    """Records `_state` at every batch begin (put it after the guard: on JAX its read of
     `self.model` syncs after the guard's check, so the guard still sees an unsynced state)."""
 
     def __init__(self):
@@ -141,7 +143,7 @@ class StateAfter(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         self.states[self.epoch, batch] = _state(self.model)
 
 
@@ -149,40 +151,80 @@ def _count_syncs(model, guard):
     """The batches at which the guard synced the JAX trainer's state (the state was not synced
     when it called `model.jax_state_sync`; Keras's own syncs at epoch ends are not counted)."""
     synced, inside = [], []
-    sync, batch_end = model.jax_state_sync, guard.on_train_batch_end
+    sync, batch_begin = model.jax_state_sync, guard.on_train_batch_begin
 
     def counting_sync():
         if inside and not model._jax_state_synced:
             synced.append(inside[-1])
         sync()
 
-    def counting_batch_end(batch, logs=None):
+    def counting_batch_begin(batch, logs=None):
         inside.append(batch)
         try:
-            batch_end(batch, logs)
+            batch_begin(batch, logs)
         finally:
             inside.pop()
 
     model.jax_state_sync = counting_sync
-    guard.on_train_batch_end = counting_batch_end
+    guard.on_train_batch_begin = counting_batch_begin
     return synced
 
 
+def test_step_checks_leave_keras_batch_ends_asynchronous():
+    """No batch-end hook: with the guard alone Keras dispatches batch ends asynchronously on
+    the backends that allow it (JAX, torch), as with no callback at all."""
+    from keras.src.callbacks.callback_list import CallbackList
+    from keras.src.utils.python_utils import is_default
+
+    assert is_default(DivergenceGuard().on_train_batch_end)
+    assert not is_default(DivergenceGuard().on_train_batch_begin)
+    plain = CallbackList([])._async_train
+    assert CallbackList([DivergenceGuard()])._async_train == plain
+    assert CallbackList([DivergenceGuard(), Recorder()])._async_train is False
+
+
+def test_step_checks_without_a_mean_metric_of_that_name_raise_before_training():
+    model = tiny_model(keras.optimizers.SGD(0.05))
+    before = values(model.weights)
+    with pytest.raises(ValueError, match=r"no such metric.*snapshot_every=\"epoch\""):
+        model.fit(*regression_data(), batch_size=16, epochs=1, verbose=0,
+                  callbacks=[DivergenceGuard(monitor="val_loss")])
+    for a, b in zip(values(model.weights), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_mid_epoch_stop_after_max_recoveries_ends_on_the_verified_state():
+    """max_recoveries=0, 8 steps an epoch, NaN from batch 2 of epoch 1: the check at the
+    begin of batch 4 restores the state verified at the end of epoch 0 and stops; Keras still
+    runs batch 4, so the epoch's end restores that state once more."""
+    sab = Saboteur([1], batch=2)
+    guard = DivergenceGuard(snapshot_every=2, max_recoveries=0)
+    model = tiny_model(keras.optimizers.SGD(0.05))
+    with pytest.warns(UserWarning, match="max_recoveries=0"):
+        model.fit(*regression_data(), batch_size=8, epochs=3, verbose=0, shuffle=False,
+                  callbacks=[guard, sab])
+    assert guard.stopped
+    for a, b in zip(_state(model), sab.good[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_mid_epoch_rollback_restores_the_state_of_the_verified_check_exactly():
-    """As above, with momentum: after the recovery at batch 3 of epoch 1 the weights and slots
-    are those recorded at batch 3 of epoch 0, bit for bit. On JAX the checks read the trainer's
-    state without syncing it; the recovery syncs once."""
+    """8 steps an epoch, checks every 2 (at the begin of batches 2, 4, 6 and at the epoch's
+    end), momentum, NaN from batch 2 of epoch 1: the check at the begin of batch 4 diverges
+    (after step 3) and returns to the state verified by batches 0-1, the end of epoch 0:
+    the state batch 4 starts from is the one batch 0 of epoch 1 started from, bit for bit.
+    On JAX the checks read the trainer's state without syncing it; the recovery syncs once."""
     sab, guard, after = Saboteur([1], batch=2), DivergenceGuard(snapshot_every=2), StateAfter()
     model = tiny_model(keras.optimizers.SGD(0.05, momentum=0.9))
     synced = _count_syncs(model, guard) if keras.backend.backend() == "jax" else None
-    model.fit(*regression_data(), batch_size=16, epochs=2, verbose=0, shuffle=False,
-              callbacks=[sab, guard, after])
+    model.fit(*regression_data(), batch_size=8, epochs=2, verbose=0, shuffle=False,
+              callbacks=[guard, sab, after])
     assert [(r.epoch, r.step, r.steps_skipped) for r in guard.recoveries] == [(1, 3, 4)]
-    for a, b in zip(after.states[1, 3], after.states[0, 3], strict=True):
+    for a, b in zip(after.states[1, 4], after.states[1, 0], strict=True):
         np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(after.states[0, 3][0], after.states[0, 1][0])  # it trained
+    assert not np.array_equal(after.states[1, 0][0], after.states[0, 1][0])  # it trained
     if synced is not None:
-        assert synced == [3]
+        assert synced == [4]
 
 
 @pytest.mark.backends("jax", reason="the JAX trainer's state sync")
@@ -339,15 +381,12 @@ def _constant_loss_fit(targets, guard, batch_size=8, steps_per_execution=1, call
 
 
 @NO_TORCH_SPE
-@pytest.mark.parametrize("running_sums", [True, False], ids=["metric-sums", "step-count"])
-def test_step_window_on_a_partial_last_execution(running_sums, monkeypatch):
+def test_step_window_on_a_partial_last_execution():
     """26 steps, steps_per_execution=3: Keras reports the last call as steps 24-26 though it
     runs 24-25 only. 24 steps of loss 1 (the best is set once 20 steps are averaged) then two
     of loss 4: the last window's mean is 4. (Two steps are fewer than `snapshot_every`, so the
     epoch-end check is the one that sees them.)"""
     guard = DivergenceGuard(snapshot_every=3, spike_factor=3.5)
-    if not running_sums:  # the fallback for logs entries that are not a Keras mean metric
-        monkeypatch.setattr(guard, "_resolve_metric", lambda model, value: None)
     _constant_loss_fit([1.0] * 192 + [2.0] * 16, guard, steps_per_execution=3)
     assert [(r.step, r.value) for r in guard.recoveries] == [(None, pytest.approx(4.0))]
 
@@ -550,7 +589,7 @@ def test_history_rows_of_a_recovery_and_a_rate_restore():
     skips 4 steps and lowers the rate to a quarter; the next good check (restore_after=1)
     brings it back. History has one row per epoch of each counter and of the rate."""
     guard = DivergenceGuard(snapshot_every=2, restore_after=1)
-    _, history = _fit(keras.optimizers.SGD(0.05), [Saboteur([1], batch=2), guard], epochs=3)
+    _, history = _fit(keras.optimizers.SGD(0.05), [guard, Saboteur([1], batch=2)], epochs=3)
     assert [(r.epoch, r.step, r.steps_skipped) for r in guard.recoveries] == [(1, 3, 4)]
     assert [(r.epoch, r.step) for r in guard.restores] == [(2, 1)]
     rows = history.history

@@ -125,7 +125,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     dispatching steps asynchronously on JAX and torch), reads the running sums of the Keras
     mean metric named `monitor`, copies the state on the device in one compiled call and
     reads one boolean and three scalars
-    (`benchmarks/divergence_snapshot.py`). On JAX the trainer keeps the state outside the
+    (`benchmarks/divergence_snapshot.py`). The epoch's last steps are checked after its last
+    step, before validation (which resets the metrics). On JAX the trainer keeps the state outside the
     variables during an epoch; a check reads it there (``model._jax_state``) without writing
     it back, and only a recovery or a rate change writes through ``self.model`` (Keras's state
     sync). Memory: two copies of the weights and optimizer variables on the device.
@@ -244,6 +245,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._metric = None
         self._metric_verified = False
         self._last_begin = None
+        self._epoch_open = False  # between an epoch's begin and its last step's check
+        self._epoch_mean = None  # (mean, total) of `monitor` after the epoch's last step
         self._measured = True  # False between a mid-epoch metrics reset and the next step
         self._before_reset = {}
         self._reset_window(-1)
@@ -333,6 +336,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             self._verified = snapshot
         self._measured = True
         self._last_begin = None
+        self._epoch_open = True
         self._reset_window(-1)
 
     def _find_metric(self, model):
@@ -396,13 +400,34 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             # trainer's state back to the variables (and the next step gather it again).
             self._check(self._window_value(), last, steps_in_window, reset_metrics)
 
-    def _epoch_steps_end(self, logs):
-        """At the epoch's end: the steps after the last batch begin, then the short rest."""
+    def on_test_begin(self, logs=None):
+        # Inside `fit`, validation runs after the epoch's last step and before on_epoch_end,
+        # and first resets the metrics (the loss tracker then sums the validation loss).
+        self._close_epoch()
+
+    def _close_epoch(self):
+        """After the epoch's last step (at validation's start, else at the epoch's end).
+
+        Step checks: the steps after the last batch begin, then the short rest, on the
+        training metric's sums; a recovery here keeps the metrics (they are logged next), and
+        validation then runs on the restored state.
+        """
+        if not self._epoch_open:
+            return
+        self._epoch_open = False
+        if self._restore_at_epoch_end:
+            self._restore_at_epoch_end = False
+            _ = self.model  # on JAX: the trainer's state synced before the restore writes
+            self._copier.restore(self._verified)
+        if self.snapshot_every == "epoch":
+            return
         if self._last_begin is not None:
             spe = getattr(self._live.model, "steps_per_execution", 1) or 1
-            # The metrics are logged next: a recovery here keeps them (no reset).
             self._advance(self._last_begin + spe - 1, reset_metrics=False)
-        self._verify_metric(logs)
+        self._epoch_mean = None
+        if self._measured:
+            total, count = self._read(self._metric.total), self._read(self._metric.count)
+            self._epoch_mean = (total / count if count > 0 else math.nan), total
         if self._steps_since_check > 0:
             steps_in_window = self._steps_since_check
             self._steps_since_check = 0
@@ -411,11 +436,10 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     def _verify_metric(self, logs):
         """Warn once when the logs' `monitor` is not the mean of the metric the checks read."""
         value = (logs or {}).get(self.monitor)
-        if self._metric_verified or value is None or not self._measured:
+        if self._metric_verified or value is None or self._epoch_mean is None:
             return
         self._metric_verified = True
-        total, count = self._read(self._metric.total), self._read(self._metric.count)
-        mean = total / count if count > 0 else math.nan
+        mean, total = self._epoch_mean
         if not (math.isclose(mean, float(value), rel_tol=1e-5, abs_tol=1e-12)
                 or (math.isnan(float(value)) and not math.isfinite(total))):
             warnings.warn(
@@ -428,15 +452,13 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model  # Keras synced the state before the epoch's end
-        if self._restore_at_epoch_end:
-            self._restore_at_epoch_end = False
-            self._copier.restore(self._verified)
+        self._close_epoch()
         if self.snapshot_every == "epoch":
             # Unknown epoch length: no smoothing across epochs (epoch means are smooth).
             steps = (self.params or {}).get("steps") or math.inf
             self._check(self._lookup(logs), None, steps)
         else:
-            self._epoch_steps_end(logs)
+            self._verify_metric(logs)
         if logs is not None:
             if not self._measured:
                 # A recovery on the epoch's last step reset the metrics and no step ran
@@ -560,9 +582,9 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if len(self.recoveries) >= self.max_recoveries:
             self.stopped = True
             model.stop_training = True
-            # A step check runs at a batch's begin: Keras stops after that batch's step,
-            # so the epoch's end restores the verified state once more.
-            self._restore_at_epoch_end = step is not None
+            # A step check at a batch's begin: Keras stops after that batch's step, so the
+            # epoch's close (before validation) restores the verified state once more.
+            self._restore_at_epoch_end = self._epoch_open
             warnings.warn(
                 f"DivergenceGuard: {reason} at {where} after "
                 f"{len(self.recoveries)} recoveries (max_recoveries={self.max_recoveries}); "

@@ -368,7 +368,8 @@ def test_first_snapshot_is_taken_after_backup_and_restore_resumes(tmp_path):
     assert history.history["divergence_recoveries"] == [1]
 
 
-def _constant_loss_fit(targets, guard, batch_size=8, steps_per_execution=1, callbacks=()):
+def _constant_loss_fit(targets, guard, batch_size=8, steps_per_execution=1, callbacks=(),
+                       **fit_kwargs):
     """A zero Dense with rate 0: each sample's loss is its target squared, whatever happens."""
     targets = np.asarray(targets, dtype="float32").reshape(-1, 1)
     model = keras.Sequential([keras.Input((1,)),
@@ -377,7 +378,20 @@ def _constant_loss_fit(targets, guard, batch_size=8, steps_per_execution=1, call
                   steps_per_execution=steps_per_execution)
     x = np.ones_like(targets)
     return model.fit(x, targets, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
-                     callbacks=[guard, *callbacks])
+                     callbacks=[guard, *callbacks], **fit_kwargs)
+
+
+def test_the_epochs_last_steps_are_checked_on_training_sums_not_validations(recwarn):
+    """Validation resets the metrics and sums its own loss before `on_epoch_end`: the check
+    of the epoch's last 4 steps (loss 1) runs at validation's start. Read after it, it saw
+    the validation loss (100) as a 100x spike and rolled back a healthy run."""
+    guard = DivergenceGuard()
+    val = (np.ones((16, 1), "float32"), np.full((16, 1), 10.0, "float32"))
+    history = _constant_loss_fit([1.0] * 192, guard, validation_data=val)
+    assert guard.recoveries == []
+    assert history.history["loss"] == [pytest.approx(1.0)]
+    assert history.history["val_loss"] == [pytest.approx(100.0)]
+    assert not [w for w in recwarn if "DivergenceGuard" in str(w.message)]
 
 
 @NO_TORCH_SPE

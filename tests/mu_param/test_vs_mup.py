@@ -170,9 +170,41 @@ def test_initial_rescaling_equals_set_base_shapes_on_torch_default_init():
     assert max(ours) > 1.5  # biases (sqrt(fan_in mult) = 2) and the readout are rescaled
 
 
+class KerasAdam(torch.optim.Optimizer):
+    """Adam with Keras's epsilon placement, for `mup.MuAdam(impl=...)`.
+
+    ``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``,
+    ``p -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``: Keras adds epsilon to the
+    uncorrected ``sqrt(v)``, torch to ``sqrt(v / (1 - b2^t))``, so no constant epsilon makes
+    the two equal, and a tiny one (1e-12) makes both ill-conditioned: an element whose
+    gradient is near zero then takes a step of the full rate, in the direction of its float
+    rounding (measured: torch-backend trajectories 2e-3 to 8e-2 away from torch's Adam after
+    50 steps, against 5e-6 on TensorFlow). mup decides the per-parameter rates (its param
+    groups); this class only applies Keras's update with them.
+    """
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-7):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                state["t"] += 1
+                t, m, v, g = state["t"], state["m"], state["v"], p.grad
+                m.add_((g - m) * (1 - b1))
+                v.add_((g * g - v) * (1 - b2))
+                alpha = group["lr"] * (1 - b2**t) ** 0.5 / (1 - b1**t)
+                p.sub_(m * alpha / (v.sqrt() + group["eps"]))
+
+
 def _train_torch(model, kind, lr, x, y, steps):
     if kind == "adam":
-        opt = mup.MuAdam(model.parameters(), lr=lr, eps=1e-12)
+        opt = mup.MuAdam(model.parameters(), impl=KerasAdam, lr=lr)
     else:
         opt = mup.MuSGD(model.parameters(), lr=lr, momentum=0.9)
     x, y = torch.tensor(x), torch.tensor(y, dtype=torch.long)
@@ -188,7 +220,7 @@ def _train_torch(model, kind, lr, x, y, steps):
 def test_trajectory_equals_mup(family, kind):
     fn, cls, width, base, shape = FAMILIES[family]
     lr = 1e-2 if kind == "adam" else 0.05
-    optimizer = (keras.optimizers.Adam(lr, epsilon=1e-12) if kind == "adam"
+    optimizer = (keras.optimizers.Adam(lr) if kind == "adam"  # epsilon 1e-7, as KerasAdam
                  else keras.optimizers.SGD(lr, momentum=0.9))
     model, wrapped = kmup.build(fn, width=width, base_width=base, optimizer=optimizer)
     rng = np.random.default_rng(0)
@@ -207,7 +239,18 @@ def test_trajectory_equals_mup(family, kind):
     moved = 0.0
     for p, v, v0 in zip(t.parameters(), model.trainable_variables, fn(width).trainable_variables,
                         strict=True):
-        ours = np.asarray(v)
-        np.testing.assert_allclose(ours, _from_torch(p), rtol=1e-4, atol=1e-6, err_msg=v.path)
+        ours, theirs = np.asarray(v), _from_torch(p)
+        if kind == "sgd":
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6, err_msg=v.path)
+        else:
+            # Adam normalizes each element's step, so an element whose gradient is small
+            # carries its float32 rounding at the full step size: elementwise, a few weights
+            # near zero end 1e-6 to 1.5e-5 apart on every backend, and on JAX two weights of
+            # one CNN filter 7.2e-5 (XLA's convolution sums in another order). Measured
+            # tensor-wise: at most 7e-6 on TensorFlow and torch, 4.1e-5 on JAX. Held: 1e-4
+            # per tensor, and no element more than 1 % of one step (`lr`) away.
+            relative = np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
+            assert relative < 1e-4, (v.path, relative)
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-2 * lr, err_msg=v.path)
         moved = max(moved, float(np.abs(ours - np.asarray(v0)).max()))
     assert moved > 1e-2  # training moved the weights

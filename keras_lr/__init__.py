@@ -8,6 +8,7 @@ Subpackages (imported lazily, so ``import keras_lr`` and ``keras-lr --help`` sta
 * `keras_lr.callbacks`: learning-rate monitoring, divergence recovery, plateau reduction.
 * `keras_lr.finder`: the learning-rate range test (`keras_lr.find_lr`).
 * `keras_lr.models`, `keras_lr.data`: reference models and embedded data sets.
+* `keras_lr.mup`: μP (rates that transfer across width) through `LayerwiseLR`.
 * `keras_lr.tuner`: KerasTuner search hooks (optional: needs the ``tuner`` extra, so it is
   not in ``__all__``; ``import keras_lr.tuner`` or ``keras_lr.tuner`` loads it).
 
@@ -33,6 +34,7 @@ _SUBMODULES = (
     "finder",
     "guards",
     "models",
+    "mup",
     "optimizers",
     "recipes",
     "schedules",

@@ -2,8 +2,8 @@
 
 Under the standard parametrization the best Adam rate falls as a network widens; under μP it
 stays put, so a rate tuned on a narrow model serves a wide one. `build` is the one call;
-`infshapes`, `rescale_initialization`, `to_mu_readout` and `mu_optimizer` are its parts,
-`coord_check` the diagnostic. See docs/mup.md.
+`infshapes`, `rescale_initialization`, `to_mu_readout` and `mu_optimizer` are its parts.
+See docs/mup.md (the coordinate check is not built yet).
 
 Reference:
     Yang et al. 2022, "Tensor Programs V" (arXiv 2203.03466); microsoft/mup 1.0.0.

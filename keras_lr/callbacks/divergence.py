@@ -124,12 +124,12 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     **Cost.** A step check runs at the next batch's begin (no batch-end hook, so Keras keeps
     dispatching steps asynchronously on JAX and torch), reads the running sums of the Keras
     mean metric named `monitor`, copies the state on the device in one compiled call and
-    reads one boolean and three scalars
-    (`benchmarks/divergence_snapshot.py`). The epoch's last steps are checked after its last
-    step, before validation (which resets the metrics). On JAX the trainer keeps the state outside the
-    variables during an epoch; a check reads it there (``model._jax_state``) without writing
-    it back, and only a recovery or a rate change writes through ``self.model`` (Keras's state
-    sync). Memory: two copies of the weights and optimizer variables on the device.
+    reads one boolean and three scalars (`benchmarks/divergence_snapshot.py`). The epoch's
+    last steps are checked after its last step, before validation (which resets the
+    metrics). On JAX the trainer keeps the state outside the variables during an epoch; a
+    check reads it there (``model._jax_state``) without writing it back, and only a recovery
+    or a rate change writes through ``self.model`` (Keras's state sync). Memory: two copies
+    of the weights and optimizer variables on the device.
 
     Callback order: put `DivergenceGuard` **before** `keras.callbacks.BackupAndRestore` and
     `ModelCheckpoint`, so that a diverged epoch is rolled back before they save it, and

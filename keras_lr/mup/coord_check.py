@@ -1,0 +1,231 @@
+"""The coordinate check: how far each layer's activations move in the first steps, over width.
+
+For a model of width ``n``, layer ``l`` and step ``t`` (``t`` optimizer steps done on one
+fixed batch), the check records::
+
+    change(n, l, t) = mean over the batch and units of |x_l,t - x_l,0|
+    slope(l, t)     = least-squares slope of log change(n, l, t) against log n
+
+where ``x_l`` is the layer's output (for a softmax or sigmoid head: its logits). Under μP the
+change of every layer is of the same size at every width (slopes near 0: feature learning
+that neither blows up nor vanishes); under the standard parametrization with Adam the hidden
+layers' and the logits' changes grow with width (the logits' about as ``n``), which is why
+the best rate falls as a network widens. This is the check of Tensor Programs V (Figure 5:
+"std of x_t - x_0" over width) and of mup 1.0.0's ``coord_check`` module, which the mup
+authors advise running before trusting a μP model.
+
+Example:
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_lr import models
+    >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    >>> y = np.arange(32) % 3
+    >>> fn = lambda w: models.mlp((8,), 3, width=w, depth=2, seed=0)
+    >>> check = coord_check(fn, [16, 32, 64], x, y, keras.optimizers.Adam(1e-3), steps=2)
+    >>> print(*check.layers)
+    dense_0 dense_1 output:logits
+
+Reference:
+    Yang et al. 2022, "Tensor Programs V" (arXiv 2203.03466), section 9 and Figure 5;
+    microsoft/mup 1.0.0 ``coord_check.py``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_lr._validation import check_choice, check_int, check_list, fail
+from keras_lr.mup.build import build
+
+__all__ = ["CoordCheck", "activations", "coord_check"]
+
+_HEADS = ("softmax", "sigmoid")
+
+
+def _is_head(layer):
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None) in _HEADS
+
+
+def activations(model, x):
+    """Each top-level layer's output for `x`, in NumPy (a probability head: its logits).
+
+    One eager forward pass (``training=False``). Each layer's ``call`` is wrapped for that
+    pass only and restored afterwards, even when the pass fails; the model's variables are
+    not touched.
+
+    Returns:
+        A dict from layer name (``"<name>:logits"`` for a softmax or sigmoid head) to array.
+    """
+    found = {}
+    wrapped = []
+
+    def wrap(layer):
+        inner = layer.call
+
+        def call(*args, **kwargs):
+            out = inner(*args, **kwargs)
+            if _is_head(layer):
+                activation = layer.activation
+                layer.activation = keras.activations.linear
+                try:
+                    found[f"{layer.name}:logits"] = keras.ops.convert_to_numpy(
+                        inner(*args, **kwargs))
+                finally:
+                    layer.activation = activation
+            else:
+                found[layer.name] = keras.ops.convert_to_numpy(out)
+            return out
+
+        layer.call = call  # an instance attribute: `del` restores the class's method
+        wrapped.append(layer)
+
+    try:
+        for layer in model.layers:
+            if not isinstance(layer, keras.layers.InputLayer):
+                wrap(layer)
+        model(x, training=False)
+    finally:
+        for layer in wrapped:
+            del layer.call
+    return found
+
+
+class CoordCheck:
+    """The result of `coord_check`: the changes per width, layer and step, and their slopes.
+
+    Attributes:
+        widths: the widths, increasing.
+        steps: the number of optimizer steps.
+        parametrization: ``"mup"`` or ``"standard"``.
+        changes: dict from ``(layer, step)`` to a list of changes, one per width
+            (``step`` from 1 to `steps`).
+        initial: dict from layer to the mean absolute activation at step 0, per width.
+    """
+
+    def __init__(self, widths, steps, parametrization, changes, initial):
+        self.widths = list(widths)
+        self.steps = steps
+        self.parametrization = parametrization
+        self.changes = changes
+        self.initial = initial
+
+    @property
+    def layers(self):
+        """The layer names, in the model's order."""
+        return list(self.initial)
+
+    def slopes(self, step=None):
+        """Dict from layer to the log-log slope of its change against width at `step`.
+
+        `step` defaults to the last one. A change of exactly 0 (a layer that did not move)
+        gives a slope of nan.
+        """
+        step = self.steps if step is None else check_int("step", step, minimum=1)
+        if step > self.steps:
+            fail("step", f"must be <= steps={self.steps}", step)
+        logs = np.log(np.asarray(self.widths, dtype="float64"))
+        out = {}
+        for layer in self.layers:
+            values = np.asarray(self.changes[(layer, step)], dtype="float64")
+            out[layer] = (float(np.polyfit(logs, np.log(values), 1)[0])
+                          if np.all(values > 0) else float("nan"))
+        return out
+
+    def table(self):
+        """A plain-text table: one row per layer and step, the change per width and the slope."""
+        head = ["layer", "step", *[f"n={w}" for w in self.widths], "slope"]
+        rows = []
+        for step in range(1, self.steps + 1):
+            slopes = self.slopes(step)
+            for layer in self.layers:
+                rows.append([layer, str(step),
+                             *[f"{v:.3g}" for v in self.changes[(layer, step)]],
+                             f"{slopes[layer]:+.3f}"])
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head, *rows]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def plot(self, path=None, ax=None):
+        """Change against width (log-log), one line per layer at the last step.
+
+        Args:
+            path: optional file to save the figure to.
+            ax: optional matplotlib axes to draw on.
+
+        Returns:
+            The matplotlib `Figure`.
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(5, 3.6))
+        else:
+            fig = ax.figure
+        slopes = self.slopes()
+        for layer in self.layers:
+            ax.plot(self.widths, self.changes[(layer, self.steps)], marker="o",
+                    label=f"{layer} (slope {slopes[layer]:+.2f})")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("width")
+        ax.set_ylabel(f"mean |x_t - x_0| after {self.steps} steps")
+        ax.set_title({"mup": "μP", "standard": "standard parametrization"}[self.parametrization])
+        ax.legend(fontsize="small")
+        if path is not None:
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+        return fig
+
+
+def coord_check(build_fn, widths, x, y, optimizer, *, loss="sparse_categorical_crossentropy",
+                steps=3, base_width=None, parametrization="mup"):
+    """Train the model at each width for `steps` steps on one batch; record each layer's change.
+
+    Args:
+        build_fn: a function of one width returning a built Keras model, the same structure
+            and seed at every width (as for `keras_lr.mup.build`).
+        widths: at least two distinct widths.
+        x: the batch of inputs (every step trains on it; its size is the batch size).
+        y: the targets.
+        optimizer: a Keras optimizer, copied for every width (through its config).
+        loss: the loss to compile with.
+        steps: optimizer steps per width, >= 1.
+        base_width: μP's base width (default: the smallest width).
+        parametrization: ``"mup"`` (`keras_lr.mup.build`) or ``"standard"`` (the models as
+            `build_fn` makes them).
+
+    Returns:
+        A `CoordCheck`.
+    """
+    if not callable(build_fn):
+        fail("build_fn", "must be a function of the width returning a Keras model", build_fn,
+             TypeError)
+    widths = sorted({check_int("widths", w, minimum=1) for w in check_list("widths", widths)})
+    if len(widths) < 2:
+        fail("widths", "must hold at least two distinct widths", widths)
+    steps = check_int("steps", steps, minimum=1)
+    parametrization = check_choice("parametrization", parametrization, ("mup", "standard"))
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        fail("optimizer", "must be a keras.optimizers.Optimizer instance", optimizer, TypeError)
+    base_width = widths[0] if base_width is None else check_int("base_width", base_width,
+                                                                  minimum=1)
+    config = keras.saving.serialize_keras_object(optimizer)
+    changes, initial = {}, {}
+    for width in widths:
+        fresh = keras.saving.deserialize_keras_object(config)
+        if parametrization == "mup":
+            model, fresh = build(build_fn, width=width, base_width=base_width, optimizer=fresh)
+        else:
+            model = build_fn(width)
+        model.compile(fresh, loss)
+        start = activations(model, x)
+        for name, value in start.items():
+            initial.setdefault(name, []).append(float(np.mean(np.abs(value))))
+        for step in range(1, steps + 1):
+            model.train_on_batch(x, y)
+            for name, value in activations(model, x).items():
+                changes.setdefault((name, step), []).append(
+                    float(np.mean(np.abs(value - start[name]))))
+    return CoordCheck(widths, steps, parametrization, changes, initial)

@@ -4,7 +4,8 @@ For a model of width ``n``, layer ``l`` and step ``t`` (``t`` optimizer steps do
 fixed batch), the check records::
 
     change(n, l, t) = mean over the batch and units of |x_l,t - x_l,0|
-    slope(l, t)     = least-squares slope of log change(n, l, t) against log n
+    size(n, l, t)   = mean over the batch and units of |x_l,t|      (mup's ``l1``)
+    slope(l, t)     = least-squares slope of log change(n, l, t) (or of log size) against log n
 
 where ``x_l`` is the layer's output (for a softmax or sigmoid head: its logits). Under μP the
 change of every layer is of the same size at every width (slopes near 0: feature learning
@@ -12,7 +13,10 @@ that neither blows up nor vanishes); under the standard parametrization with Ada
 layers' and the logits' changes grow with width (the logits' about as ``n``), which is why
 the best rate falls as a network widens. This is the check of Tensor Programs V (Figure 5:
 "std of x_t - x_0" over width) and of mup 1.0.0's ``coord_check`` module, which the mup
-authors advise running before trusting a μP model.
+authors advise running before trusting a μP model. The sizes are recorded too (mup plots
+them): under μP they are flat for the hidden layers, but the logits start at about
+``n**-0.5`` (μP's readout initialization) until training moves them, so the changes are
+what the slopes read by default.
 
 Example:
     >>> import keras
@@ -101,34 +105,41 @@ class CoordCheck:
         parametrization: ``"mup"`` or ``"standard"``.
         changes: dict from ``(layer, step)`` to a list of changes, one per width
             (``step`` from 1 to `steps`).
-        initial: dict from layer to the mean absolute activation at step 0, per width.
+        sizes: dict from ``(layer, step)`` to a list of mean absolute activations, one per
+            width (``step`` from 0 to `steps`).
     """
 
-    def __init__(self, widths, steps, parametrization, changes, initial):
+    def __init__(self, widths, steps, parametrization, changes, sizes):
         self.widths = list(widths)
         self.steps = steps
         self.parametrization = parametrization
         self.changes = changes
-        self.initial = initial
+        self.sizes = sizes
 
     @property
     def layers(self):
         """The layer names, in the model's order."""
-        return list(self.initial)
+        return list(dict.fromkeys(layer for layer, _ in self.sizes))
 
-    def slopes(self, step=None):
-        """Dict from layer to the log-log slope of its change against width at `step`.
+    def slopes(self, step=None, of="change"):
+        """Dict from layer to the log-log slope against width at `step`.
 
-        `step` defaults to the last one. A change of exactly 0 (a layer that did not move)
-        gives a slope of nan.
+        Args:
+            step: the step (default: the last one); ``of="size"`` also takes 0.
+            of: ``"change"`` (``mean |x_t - x_0|``) or ``"size"`` (``mean |x_t|``).
+
+        A value of exactly 0 (a layer that did not move) gives a slope of nan.
         """
-        step = self.steps if step is None else check_int("step", step, minimum=1)
+        of = check_choice("of", of, ("change", "size"))
+        step = self.steps if step is None else check_int(
+            "step", step, minimum=1 if of == "change" else 0)
         if step > self.steps:
             fail("step", f"must be <= steps={self.steps}", step)
+        table = self.changes if of == "change" else self.sizes
         logs = np.log(np.asarray(self.widths, dtype="float64"))
         out = {}
         for layer in self.layers:
-            values = np.asarray(self.changes[(layer, step)], dtype="float64")
+            values = np.asarray(table[(layer, step)], dtype="float64")
             out[layer] = (float(np.polyfit(logs, np.log(values), 1)[0])
                           if np.all(values > 0) else float("nan"))
         return out
@@ -212,7 +223,7 @@ def coord_check(build_fn, widths, x, y, optimizer, *, loss="sparse_categorical_c
     base_width = widths[0] if base_width is None else check_int("base_width", base_width,
                                                                   minimum=1)
     config = keras.saving.serialize_keras_object(optimizer)
-    changes, initial = {}, {}
+    changes, sizes = {}, {}
     for width in widths:
         fresh = keras.saving.deserialize_keras_object(config)
         if parametrization == "mup":
@@ -222,10 +233,11 @@ def coord_check(build_fn, widths, x, y, optimizer, *, loss="sparse_categorical_c
         model.compile(fresh, loss)
         start = activations(model, x)
         for name, value in start.items():
-            initial.setdefault(name, []).append(float(np.mean(np.abs(value))))
+            sizes.setdefault((name, 0), []).append(float(np.mean(np.abs(value))))
         for step in range(1, steps + 1):
             model.train_on_batch(x, y)
             for name, value in activations(model, x).items():
+                sizes.setdefault((name, step), []).append(float(np.mean(np.abs(value))))
                 changes.setdefault((name, step), []).append(
                     float(np.mean(np.abs(value - start[name]))))
-    return CoordCheck(widths, steps, parametrization, changes, initial)
+    return CoordCheck(widths, steps, parametrization, changes, sizes)

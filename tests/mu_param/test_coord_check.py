@@ -38,6 +38,13 @@ def test_mup_is_flat_and_the_standard_parametrization_grows_with_width():
     # At the base width the two parametrizations are the same model, step for step.
     for key in mu.changes:
         assert mu.changes[key][0] == pytest.approx(sp.changes[key][0], rel=1e-6)
+    # The sizes (mup's l1): μP's hidden layers are flat from the start; its logits start at
+    # about width**-0.5 (the readout's initialization), which is why the changes are checked.
+    # Measured at step 0: hidden slopes within +-0.1 (TensorFlow's dense_1 0.097), logits
+    # -0.32 (TensorFlow) to -0.55 (JAX).
+    start = mu.slopes(0, of="size")
+    assert abs(start["dense_0"]) <= 0.15 and abs(start["dense_1"]) <= 0.15
+    assert -0.75 <= start["output:logits"] <= -0.25
 
 
 def _tiny():
@@ -71,13 +78,20 @@ def test_slopes_equal_the_exponent_of_a_power_law():
     widths = [16, 32, 64, 128]
     changes = {("a", 1): [w**0.5 for w in widths], ("b", 1): [3.0 * w**-1.0 for w in widths],
                ("c", 1): [0.0] * 4}
-    check = CoordCheck(widths, 1, "mup", changes, {"a": [1.0] * 4, "b": [1.0] * 4,
-                                                    "c": [1.0] * 4})
+    sizes = {(layer, step): [2.0 * w**0.25 for w in widths]
+             for layer in "abc" for step in (0, 1)}
+    check = CoordCheck(widths, 1, "mup", changes, sizes)
+    assert check.layers == ["a", "b", "c"]
     slopes = check.slopes()
     assert slopes["a"] == pytest.approx(0.5) and slopes["b"] == pytest.approx(-1.0)
     assert np.isnan(slopes["c"])  # a layer that did not move has no slope
+    assert check.slopes(0, of="size")["c"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="Argument `step` must be <= steps=1"):
         check.slopes(2)
+    with pytest.raises(ValueError, match="Argument `step` must be >= 1"):
+        check.slopes(0)  # no change at step 0
+    with pytest.raises(ValueError, match="Argument `of` must be one of"):
+        check.slopes(of="l2")
 
 
 def test_table_and_plot(tmp_path):

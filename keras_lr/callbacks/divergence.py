@@ -137,9 +137,10 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     that the callbacks before it leave).
 
     Args:
-        monitor: the metric to watch (default "loss"). Step checks need a Keras mean metric
-            of that name (the loss, accuracy, MAE, ...: any with running ``total`` and
-            ``count``); "val_loss" and other logs entries need ``snapshot_every="epoch"``.
+        monitor: the metric to watch, lower is better (default "loss"). Step checks need a
+            Keras mean metric of that name (the loss, MAE, a compiled crossentropy, ...: any
+            with running ``total`` and ``count``); "val_loss" and other logs entries need
+            ``snapshot_every="epoch"``.
         spike_factor: float > 1; a rise above ``best`` of more than
             ``(spike_factor - 1) * scale`` is a divergence (default 3.0).
         tolerance: float >= 0; a window is near the best, and verifies the snapshot before
@@ -159,7 +160,9 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         RuntimeError: at the start of training, when the model's weights or optimizer
             variables are already non-finite (no good state to snapshot).
         ValueError: at the start of training, with step checks, when the model has no mean
-            metric named `monitor`.
+            metric named `monitor` (on TensorFlow with compiled metrics, which Keras builds
+            in the first step: after it, with the weights and optimizer variables put back
+            as they were; the step count has moved by one).
 
     Example:
 
@@ -302,7 +305,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._reset()
         model = self.model
         if self.snapshot_every != "epoch":
-            self._metric = self._find_metric(model)  # before anything changes
+            # Before anything changes; TensorFlow builds compiled metrics (accuracy, ...) in
+            # the first step's trace, so without them yet the first check looks again.
+            compiled = getattr(model, "_compile_metrics", None)
+            built = compiled is None or getattr(compiled, "built", True)
+            self._metric = self._find_metric(model, required=built)
         self._live = StateReader(model)
         optimizer = model.optimizer
         if not optimizer.built:
@@ -339,13 +346,13 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._epoch_open = True
         self._reset_window(-1)
 
-    def _find_metric(self, model):
+    def _find_metric(self, model, required=True):
         """The Keras mean metric named `monitor` (running sums ``total`` and ``count``).
 
         Step checks read it at the next batch's begin, where Keras passes no logs.
 
         Raises:
-            ValueError: the model has no such metric (before any training step).
+            ValueError: the model has no such metric (None instead when not `required`).
         """
         names = []
         for metric in getattr(model, "metrics", []):
@@ -356,11 +363,13 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                         and isinstance(count, keras.Variable)
                         and len(total.shape) == 0 and len(count.shape) == 0):
                     return m
+        if not required:
+            return None
         raise ValueError(
             f"DivergenceGuard: step checks (snapshot_every={self.snapshot_every}) read the "
             f"running sums of the Keras mean metric named `{self.monitor}`, and the model has "
             f"no such metric (its metrics: {names}). Monitor one of the mean metrics (the "
-            "loss, accuracy, MAE, ...) or use snapshot_every=\"epoch\" (validation metrics "
+            "loss, MAE, ...; lower is better) or use snapshot_every=\"epoch\" (validation metrics "
             "need epoch checks)."
         )
 
@@ -383,6 +392,16 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._last_begin = batch
         self._advance(batch - 1)
 
+    def _find_metric_after_the_first_step(self):
+        """TensorFlow's compiled metrics exist now; without `monitor` among them, put the
+        weights and optimizer variables back as training began, then raise."""
+        try:
+            self._metric = self._find_metric(self._live.model)
+        except ValueError:
+            _ = self.model  # on JAX: the trainer's state synced before the restore writes
+            self._copier.restore(self._verified)
+            raise
+
     def _advance(self, last, reset_metrics=True):
         """Count the steps up to batch `last` (done) and check when `snapshot_every` are due."""
         steps = (self.params or {}).get("steps")
@@ -390,6 +409,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             last = min(last, steps - 1)
         if last <= self._last_batch:
             return
+        if self._metric is None:
+            self._find_metric_after_the_first_step()
         self._steps_since_check += last - self._last_batch
         self._last_batch = last
         self._measured = True
@@ -425,7 +446,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             spe = getattr(self._live.model, "steps_per_execution", 1) or 1
             self._advance(self._last_begin + spe - 1, reset_metrics=False)
         self._epoch_mean = None
-        if self._measured:
+        if self._measured and self._metric is not None:
             total, count = self._read(self._metric.total), self._read(self._metric.count)
             self._epoch_mean = (total / count if count > 0 else math.nan), total
         if self._steps_since_check > 0:

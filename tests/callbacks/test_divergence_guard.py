@@ -3,6 +3,8 @@
 Runs on every backend (torch skips steps_per_execution > 1, which Keras 3.15 refuses there).
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -183,14 +185,42 @@ def test_step_checks_leave_keras_batch_ends_asynchronous():
     assert CallbackList([DivergenceGuard(), Recorder()])._async_train is False
 
 
-def test_step_checks_without_a_mean_metric_of_that_name_raise_before_training():
-    model = tiny_model(keras.optimizers.SGD(0.05))
-    before = values(model.weights)
+def _classifier(metrics):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy",
+                  metrics=metrics)
+    x = np.random.default_rng(0).normal(size=(64, 5)).astype("float32")
+    return model, x, np.arange(64) % 3
+
+
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]], ids=["loss-only", "compiled"])
+def test_step_checks_without_a_mean_metric_of_that_name_raise_with_the_model_untouched(
+        metrics):
+    """Before training; on TensorFlow with compiled metrics (built in the first step's
+    trace) after the first step, with the weights and the momentum put back."""
+    model, x, y = _classifier(metrics)
+    model.optimizer.build(model.trainable_variables)
+    before = _state(model)
     with pytest.raises(ValueError, match=r"no such metric.*snapshot_every=\"epoch\""):
-        model.fit(*regression_data(), batch_size=16, epochs=1, verbose=0,
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0,
                   callbacks=[DivergenceGuard(monitor="val_loss")])
-    for a, b in zip(values(model.weights), before, strict=True):
+    for a, b in zip(_state(model), before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_step_checks_watch_a_compiled_metric():
+    """A compiled metric as `monitor` (on TensorFlow found after the first step, when Keras
+    has built it): the checks read its running sums (the best is set after 20 steps), and no
+    warning says they differ from the logs."""
+    name = "sparse_categorical_crossentropy"
+    model, x, y = _classifier(["accuracy", name])
+    guard = DivergenceGuard(monitor=name, snapshot_every=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="DivergenceGuard")
+        history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[guard])
+    assert guard._metric.name == name and guard.recoveries == []
+    assert 0 < guard.best < history.history[name][0]
 
 
 def test_a_mid_epoch_stop_after_max_recoveries_ends_on_the_verified_state():

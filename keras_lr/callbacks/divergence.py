@@ -398,9 +398,19 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         try:
             self._metric = self._find_metric(self._live.model)
         except ValueError:
-            _ = self.model  # on JAX: the trainer's state synced before the restore writes
-            self._copier.restore(self._verified)
+            self._restore_verified()
             raise
+
+    def _restore_verified(self):
+        """Assign the verified snapshot (on JAX after a state sync, so the writes stick)."""
+        _ = self.model  # the callback's model property syncs the trainer's state
+        self._copier.restore(self._verified)
+
+    def _check_window(self, step, reset_metrics):
+        """Check the window of the steps since the last check, and start a new one."""
+        steps_in_window = self._steps_since_check
+        self._steps_since_check = 0
+        self._check(self._window_value(), step, steps_in_window, reset_metrics)
 
     def _advance(self, last, reset_metrics=True):
         """Count the steps up to batch `last` (done) and check when `snapshot_every` are due."""
@@ -415,11 +425,9 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._last_batch = last
         self._measured = True
         if self._steps_since_check >= self.snapshot_every:
-            steps_in_window = self._steps_since_check
-            self._steps_since_check = 0
             # Reads the model through `self._live`: on JAX, `self.model` would write the
             # trainer's state back to the variables (and the next step gather it again).
-            self._check(self._window_value(), last, steps_in_window, reset_metrics)
+            self._check_window(last, reset_metrics)
 
     def on_test_begin(self, logs=None):
         # Inside `fit`, validation runs after the epoch's last step and before on_epoch_end,
@@ -438,8 +446,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._epoch_open = False
         if self._restore_at_epoch_end:
             self._restore_at_epoch_end = False
-            _ = self.model  # on JAX: the trainer's state synced before the restore writes
-            self._copier.restore(self._verified)
+            self._restore_verified()
         if self.snapshot_every == "epoch":
             return
         if self._last_begin is not None:
@@ -450,9 +457,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             total, count = self._read(self._metric.total), self._read(self._metric.count)
             self._epoch_mean = (total / count if count > 0 else math.nan), total
         if self._steps_since_check > 0:
-            steps_in_window = self._steps_since_check
-            self._steps_since_check = 0
-            self._check(self._window_value(), None, steps_in_window, reset_metrics=False)
+            self._check_window(None, reset_metrics=False)
 
     def _verify_metric(self, logs):
         """Warn once when the logs' `monitor` is not the mean of the metric the checks read."""

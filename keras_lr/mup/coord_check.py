@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from keras_lr._validation import check_choice, check_int, check_list, fail
-from keras_lr.mup.build import build
+from keras_lr.mup.build import parametrize
 
 __all__ = ["CoordCheck", "activations", "coord_check"]
 
@@ -204,8 +204,9 @@ def coord_check(build_fn, widths, x, y, optimizer, *, loss="sparse_categorical_c
         loss: the loss to compile with.
         steps: optimizer steps per width, >= 1.
         base_width: μP's base width (default: the smallest width).
-        parametrization: ``"mup"`` (`keras_lr.mup.build`) or ``"standard"`` (the models as
-            `build_fn` makes them).
+        parametrization: ``"mup"`` (`keras_lr.mup.parametrize` against ``build_fn(base_width)``,
+            as `keras_lr.mup.build` does) or ``"standard"`` (the models as `build_fn` makes
+            them).
 
     Returns:
         A `CoordCheck`.
@@ -223,13 +224,13 @@ def coord_check(build_fn, widths, x, y, optimizer, *, loss="sparse_categorical_c
     base_width = widths[0] if base_width is None else check_int("base_width", base_width,
                                                                   minimum=1)
     config = keras.saving.serialize_keras_object(optimizer)
+    base = build_fn(base_width) if parametrization == "mup" else None  # only read
     changes, sizes = {}, {}
     for width in widths:
         fresh = keras.saving.deserialize_keras_object(config)
-        if parametrization == "mup":
-            model, fresh = build(build_fn, width=width, base_width=base_width, optimizer=fresh)
-        else:
-            model = build_fn(width)
+        model = build_fn(width)
+        if base is not None:
+            model, fresh = parametrize(model, base, fresh)
         model.compile(fresh, loss)
         start = activations(model, x)
         for name, value in start.items():

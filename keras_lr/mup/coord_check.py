@@ -61,6 +61,16 @@ def activations(model, x):
 
     Returns:
         A dict from layer name (``"<name>:logits"`` for a softmax or sigmoid head) to array.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_lr import models
+        >>> model = models.mlp((8,), 3, width=4, depth=1, seed=0)
+        >>> found = activations(model, np.zeros((2, 8), "float32"))
+        >>> for name, value in found.items():
+        ...     print(name, value.shape)
+        dense_0 (2, 4)
+        output:logits (2, 3)
     """
     found = {}
     wrapped = []
@@ -107,6 +117,12 @@ class CoordCheck:
             (``step`` from 1 to `steps`).
         sizes: dict from ``(layer, step)`` to a list of mean absolute activations, one per
             width (``step`` from 0 to `steps`).
+
+    Example:
+        >>> check = CoordCheck([16, 64], 1, "mup", {("h", 1): [0.1, 0.2]},
+        ...                    {("h", 0): [1.0, 1.0], ("h", 1): [1.0, 1.0]})
+        >>> round(check.slopes()["h"], 3)  # the change doubles over 4x the width
+        0.5
     """
 
     def __init__(self, widths, steps, parametrization, changes, sizes):
@@ -210,6 +226,22 @@ def coord_check(build_fn, widths, x, y, optimizer, *, loss="sparse_categorical_c
 
     Returns:
         A `CoordCheck`.
+
+    Raises:
+        ValueError: fewer than two distinct widths, a width or `steps` below 1, or an
+            unknown `parametrization`.
+        TypeError: `build_fn` is not callable or `optimizer` is not a Keras optimizer.
+
+    Example:
+        >>> import keras
+        >>> import numpy as np
+        >>> from keras_lr import models
+        >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+        >>> fn = lambda w: models.mlp((8,), 3, width=w, depth=2, seed=0)
+        >>> check = coord_check(fn, [16, 64], x, np.arange(32) % 3,
+        ...                     keras.optimizers.Adam(1e-3), steps=1)
+        >>> sorted(check.slopes()) == sorted(check.layers)
+        True
     """
     if not callable(build_fn):
         fail("build_fn", "must be a function of the width returning a Keras model", build_fn,

@@ -18,7 +18,10 @@ report and exits 130. Bad input exits 2 with a one-line message. ``--parallel`` 
 ``--no-parallel`` force the parallel engine (`keras_lr.study.parallel`) on or off; by default it
 trains the runs of one model, optimizer and seed at once wherever that was measured faster.
 ``--plan standard`` runs the main grid and the claims on MNIST-5k, Fashion-MNIST and CIFAR-10
-(those present; `keras_lr.study.grid.standard_plan`). ``--download`` fetches a missing
+(those present; `keras_lr.study.grid.standard_plan`); ``--plan structure`` the full structure
+study (`keras_lr.study.structure.structure_plan`: width under SP and μP, depth, residual
+connections and normalization of the MLP and the CNN, SGD and Adam; ``--data``, ``--models``
+and ``--optimizers`` narrow it). ``--download`` fetches a missing
 MNIST, Fashion-MNIST, CIFAR-10 or CIFAR-100 first (`keras_lr.data.download`), on the workers
 too. ``--scheduler tcp://HOST:PORT`` runs the work on an existing Dask cluster, ``--workers N``
 on a new local one of N processes (`keras_lr.study.distributed`).
@@ -35,7 +38,7 @@ from keras_lr.cli.common import UsageError, writable_dir
 __all__ = ["add_parser", "run"]
 
 _GRID_FLAGS = ("models", "data", "optimizers", "lrs", "schedules", "clip")
-_PLANS = ("default", "quick", "standard")
+_PLANS = ("default", "quick", "standard", "structure")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,8 +71,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "model (keras_lr.sweep); default: where measured faster (the CNN; batches of 2+ "
         "runs without AGC or layer-wise multipliers)")
     parser.add_argument("--plan", choices=_PLANS,
-                        help="a named plan: default, quick (= --quick) or standard (MNIST-5k, "
-                        "Fashion-MNIST, CIFAR-10 where present; with --quick a reduced one)")
+                        help="a named plan: default, quick (= --quick), standard (MNIST-5k, "
+                        "Fashion-MNIST, CIFAR-10 where present; with --quick a reduced one) or "
+                        "structure (width under SP and muP, depth, residual, normalization; "
+                        "MLP and CNN, SGD and Adam)")
     parser.add_argument("--download", action="store_true",
                         help="fetch a missing mnist, fashion_mnist, cifar10 or cifar100 into "
                         "$KERAS_HOME/datasets first (as keras.datasets does; on every worker)")
@@ -108,9 +113,24 @@ def make_plan(args):
     seeds = _int("seeds", args.seeds, 1)
     epochs = _int("epochs", args.epochs, 1)
     custom = any(getattr(args, flag) is not None for flag in _GRID_FLAGS)
+    if args.plan == "structure" and not any(getattr(args, flag) is not None
+                                            for flag in ("lrs", "schedules", "clip")):
+        try:
+            families = grid.parse_list(args.models or "mlp,cnn", ("mlp", "cnn"), "model")
+            optimizers = grid.parse_list(args.optimizers or "sgd,adam", grid.OPTIMIZERS,
+                                         "optimizer")
+        except ValueError as error:
+            raise UsageError(f"--plan structure: {error}") from None
+        data = args.data or "digits"
+        _check_data(data, families)
+        from keras_lr.study.structure import structure_plan
+
+        return structure_plan(quick=args.quick, seeds=seeds, epochs=epochs, data=data,
+                                   families=families, optimizers=optimizers)
     if args.plan is not None and custom:
         raise UsageError("--plan cannot be combined with the grid flags "
-                         f"({', '.join('--' + f for f in _GRID_FLAGS)})")
+                         f"({', '.join('--' + f for f in _GRID_FLAGS)}); "
+                         "--plan structure takes --data, --models and --optimizers")
     if args.plan == "standard":
         try:
             return grid.standard_plan(quick=args.quick, seeds=seeds, epochs=epochs)

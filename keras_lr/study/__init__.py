@@ -10,6 +10,8 @@ Modules:
     figures, report: PNG figures, report.md and a self-contained report.html.
     store: results.jsonl (resume), results.csv, results.json.
     engine: `run_study`, progress bar, Ctrl-C handling.
+    structure, structure_claims, structure_figures: the structure stage (width under SP and
+        μP, depth, residual connections, normalization), its claims and figures.
     standard: the claims per data set (the standard plan on MNIST-5k, Fashion-MNIST, CIFAR-10).
     distributed: the study's work units as tasks on a Dask cluster (optional extra).
 
@@ -51,6 +53,7 @@ from keras_lr.study.grid import (
 from keras_lr.study.parallel import run_parallel, use_parallel
 from keras_lr.study.runner import Runner, make_optimizer, make_schedule, run_group
 from keras_lr.study.store import Store
+from keras_lr.study.structure import structure_plan
 
 __all__ = [
     "ALL_OPTIMIZERS",
@@ -84,6 +87,7 @@ __all__ = [
     "run_parallel",
     "run_study",
     "standard_plan",
+    "structure_plan",
     "use_parallel",
     "verdict",
     "write_outputs",

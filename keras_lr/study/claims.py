@@ -35,6 +35,8 @@ Claims (see ``docs/study.md`` for the rationale of each threshold):
    Adam: ``100 * (score_tuned_adam - score_default)``, accuracy points, per family and
    optimizer (Prodigy, DAdaptAdam, ScheduleFreeAdamW), ``tau = 1``, less (see
    `keras_lr.study.lrfree`).
+8. The structure claims (width under SP and μP, the μP transfer, normalization, depth and
+   residual connections): see `keras_lr.study.structure_claims`.
 
 The learning-rate-free runs do not enter the other claims: the reference score that decides
 whether a run is usable (`reference_scores`) is taken over the SGD and Adam runs only.
@@ -49,6 +51,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from keras_lr.study import metrics
+from keras_lr.study.structure_claims import CLAIMS as _structure_claims
 
 __all__ = ["CLAIMS", "evaluate_claims", "verdict"]
 
@@ -62,6 +65,7 @@ CLAIMS = {
     "lr_free": "At its defaults a learning-rate-free optimizer comes within 1 accuracy point "
                "of tuned Adam",
 }
+CLAIMS.update(_structure_claims)
 
 
 def verdict(effects: Sequence[float], tau: float, direction: str = "greater"):
@@ -104,20 +108,27 @@ def verdict(effects: Sequence[float], tau: float, direction: str = "greater"):
 
 # ---------------------------------------------------------------------- helpers
 def _runs(records, **fields):
-    defaults = {"schedule": "constant", "clip": "none", "multipliers": "none"}
+    """Runs matching `fields`; schedule, clipping, multipliers and the structure fields at
+    their defaults unless given (the structure stage's runs stay out of the other claims)."""
+    from keras_lr.study.grid import STRUCTURE_DEFAULTS
+
+    defaults = {"schedule": "constant", "clip": "none", "multipliers": "none",
+                **STRUCTURE_DEFAULTS}
     want = {**defaults, **fields}
     return [r for r in records if r.get("kind") == "run"
-            and all(r.get(k) == v for k, v in want.items())]
+            and all(r.get(k, STRUCTURE_DEFAULTS.get(k)) == v for k, v in want.items())]
 
 
 def reference_scores(records) -> dict:
-    """Best mean final score per (family, data) over every SGD and Adam variant and rate
-    (the learning-rate-free sub-study does not move the other claims' usable threshold)."""
-    from keras_lr.study.grid import OPTIMIZERS
+    """Best mean final score per (family, data) over every SGD and Adam variant and rate of
+    the size's own models (neither the learning-rate-free sub-study nor the structure stage
+    moves the other claims' usable threshold)."""
+    from keras_lr.study.grid import OPTIMIZERS, STRUCTURE_DEFAULTS
 
     best: dict = {}
     for row in metrics.aggregate(records):
-        if row["optimizer"] not in OPTIMIZERS:
+        if row["optimizer"] not in OPTIMIZERS or any(
+                row.get(k, v) != v for k, v in STRUCTURE_DEFAULTS.items()):
             continue
         key = (row["family"], row["data"])
         value = row["final_score_mean"]
@@ -293,4 +304,9 @@ def evaluate_claims(records: list[dict]) -> list[dict]:
     from keras_lr.study import lrfree
 
     rows += lrfree.claim_rows(records)
+
+    # 8. Width, μP, normalization, depth and residual connections.
+    from keras_lr.study import structure_claims
+
+    rows += structure_claims.claim_rows(records)
     return rows

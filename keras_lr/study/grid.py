@@ -35,7 +35,9 @@ __all__ = [
     "MULTIPLIERS",
     "OPTIMIZERS",
     "SCHEDULES",
+    "NORMS",
     "SIZES",
+    "STRUCTURE_DEFAULTS",
     "Plan",
     "RangeTestConfig",
     "RunConfig",
@@ -48,6 +50,7 @@ __all__ = [
     "parse_rates",
     "rate_grid",
     "standard_plan",
+    "structure_of",
 ]
 
 FAMILIES = ("mlp", "cnn", "lstm", "gru")
@@ -74,6 +77,14 @@ MULTIPLIERS = ("none", "conv_x10", "dense_x10", "gates_x4")
 """Layer-wise multipliers (LayerwiseLR): conv or dense layers x10, LSTM/GRU gates x4."""
 SIZES = ("default", "quick", "standard")
 """Model sizes, see `runner.MODEL_KWARGS`."""
+NORMS = ("none", "batch", "layer")
+"""Normalization after each hidden layer (`keras_lr.models`): none, BatchNorm, LayerNorm."""
+STRUCTURE_DEFAULTS = {"width": None, "depth": None, "norm": "none", "residual": False,
+                      "mup_base": None}
+"""The structure fields of `RunConfig` at their defaults (the size's own model, standard
+parametrization). A field at its default stays out of the run's `key` and `variant`, so the
+runs of earlier versions keep their keys (a rerun resumes them), and records that lack the
+field read as the default (`structure_of`)."""
 
 
 def _fmt_rate(lr: float) -> float:
@@ -98,6 +109,18 @@ class RunConfig:
         batch_size: batch size.
         size: model size, one of `SIZES`.
         limit: keep at most this many samples of the data set (None: all).
+        width: the MLP's hidden units or the CNN's base channels (None: the size's; see
+            `keras_lr.study.structure.model_kwargs`). Not for recurrent families.
+        depth: hidden blocks (MLP), conv blocks per stage (CNN) or recurrent layers
+            (None: 1).
+        norm: one of `NORMS` (``"batch"`` not for recurrent families).
+        residual: a shortcut around every hidden block (MLP and CNN).
+        mup_base: None for the standard parametrization; a width for μP with that base
+            width (`keras_lr.mup.parametrize`; SGD or Adam, MLP or CNN, no multipliers).
+
+    Raises:
+        ValueError: a structure field out of range or a combination the models refuse, in
+            the Keras wording.
     """
 
     family: str
@@ -112,33 +135,56 @@ class RunConfig:
     batch_size: int = 32
     size: str = "default"
     limit: int | None = None
+    width: int | None = None
+    depth: int | None = None
+    norm: str = "none"
+    residual: bool = False
+    mup_base: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "lr", _fmt_rate(self.lr))
+        _check_structure(self)
 
     kind = "run"
+
+    def _fields(self) -> dict:
+        """The fields, those of `STRUCTURE_DEFAULTS` only where they differ from it."""
+        fields = dataclasses.asdict(self)
+        for name, default in STRUCTURE_DEFAULTS.items():
+            if fields[name] == default:
+                del fields[name]
+        return fields
 
     @property
     def key(self) -> str:
         """A 16-hex-digit hash of the fields: the run's identity in the results store."""
-        return _hash({"kind": self.kind, **dataclasses.asdict(self)})
+        return _hash({"kind": self.kind, **self._fields()})
 
     @property
     def group(self) -> tuple:
         """Runs with the same group share one compiled model and optimizer."""
+        structure = "|".join(f"{k}={getattr(self, k)}" for k, v in STRUCTURE_DEFAULTS.items()
+                             if getattr(self, k) != v)  # text: groups sort
         return (self.family, self.data, self.optimizer, self.clip, self.multipliers,
-                self.epochs, self.batch_size, self.size, self.limit)
+                self.epochs, self.batch_size, self.size, self.limit, structure)
 
     @property
     def variant(self) -> str:
         """Everything but the rate and the seed (one curve of score against rate), as text."""
-        fields = dataclasses.asdict(self)
+        fields = self._fields()
         del fields["lr"], fields["seed"]
         return "|".join(f"{k}={v}" for k, v in fields.items())
+
+    @property
+    def structured(self) -> bool:
+        """Whether a structure field differs from `STRUCTURE_DEFAULTS`."""
+        return any(getattr(self, k) != v for k, v in STRUCTURE_DEFAULTS.items())
 
     def label(self) -> str:
         extra = [x for x in (self.schedule, self.clip, self.multipliers)
                  if x not in ("constant", "none")]
+        extra += [f"{k}={getattr(self, k)}" for k, v in STRUCTURE_DEFAULTS.items()
+                  if getattr(self, k) != v]
         tail = f" {'+'.join(extra)}" if extra else ""
         return (f"{self.family}/{self.data} {self.optimizer}{tail} lr={self.lr:.3g} "
                 f"seed={self.seed}")
@@ -167,6 +213,38 @@ class RangeTestConfig:
 
     def label(self) -> str:
         return f"range test {self.family}/{self.data} {self.optimizer} seed={self.seed}"
+
+
+def _check_structure(config: RunConfig) -> None:
+    from keras_lr._validation import check_choice, check_int, fail
+
+    recurrent = config.family in ("lstm", "gru")
+    for name in ("width", "depth", "mup_base"):
+        if getattr(config, name) is not None:
+            check_int(name, getattr(config, name), minimum=1)
+    check_choice("norm", config.norm, ("none", "layer") if recurrent else NORMS)
+    if not isinstance(config.residual, bool):
+        fail("residual", "must be True or False", config.residual, TypeError)
+    if recurrent and (config.width is not None or config.residual):
+        fail("family", "must be 'mlp' or 'cnn' for width and residual (recurrent stacks take "
+             "depth and norm='layer')", config.family)
+    if config.mup_base is not None:
+        if recurrent:
+            fail("family", "must be 'mlp' or 'cnn' for mup_base", config.family)
+        check_choice("optimizer", config.optimizer, OPTIMIZERS)
+        if config.multipliers != "none":
+            fail("multipliers", "must be 'none' with mup_base (muP sets every rate)",
+                 config.multipliers)
+
+
+def structure_of(record: dict) -> dict:
+    """The structure fields of a record (or config dict), defaults where it has none.
+
+    Example:
+        >>> structure_of({"family": "mlp", "width": 256})["norm"]
+        'none'
+    """
+    return {k: record.get(k, v) for k, v in STRUCTURE_DEFAULTS.items()}
 
 
 def _hash(fields: dict) -> str:
@@ -346,7 +424,8 @@ def _best_rates(records, family, data, optimizer, common, rates, count):
               and r["data"] == data and r["optimizer"] == optimizer
               and r["schedule"] == "constant" and r["clip"] == "none"
               and r["multipliers"] == "none" and r["lr"] in rates
-              and all(r[k] == v for k, v in common.items())]
+              and all(r[k] == v for k, v in common.items())
+              and structure_of(r) == STRUCTURE_DEFAULTS]  # the size's own model only
     best = best_rate(chosen)
     if best is None:
         return ()
@@ -373,10 +452,16 @@ def default_plan(quick: bool = False, seeds: int | None = None,
       their claim compares them with Adam's best grid rate (constant or warmup_cosine);
     * schedules: every family x adam x {step, exponential, cosine, warmup_cosine, onecycle}
       at the constant optimum and the next higher grid rate;
-    * range tests: every family x {sgd, adam} x seed.
+    * range tests: every family x {sgd, adam} x seed;
+    * structure (`keras_lr.study.structure`, its claims): the MLP at widths 16 to 128 under
+      SP and μP (Adam, every rate); the MLP at depths 1, 2, 4 and 8, plain and residual, and
+      the MLP and the CNN with BatchNorm and LayerNorm (Adam, the upper rates).
+      `keras_lr.study.structure.structure_plan` (``--plan structure``) is the
+      full version.
 
     Quick (`--quick`, for CI): smaller models, 3 epochs, 2 seeds, 600 digits samples, rates
-    ``1e-3:1:4``, fewer sub-studies (no GRU, no AGC, schedules cosine and warmup_cosine).
+    ``1e-3:1:4``, fewer sub-studies (no GRU, no AGC, schedules cosine and warmup_cosine; the
+    structure stage at widths 8 and 32, depths 1 and 4 and both norms, MLP only).
     """
     if quick:
         families = ("mlp", "cnn", "lstm")
@@ -426,6 +511,7 @@ def default_plan(quick: bool = False, seeds: int | None = None,
     # stages); its claim compares with Adam's grid and warmup_cosine runs of the others
     stages.append(Stage("learning-rate-free", lr_free_runs(lr_free_families, "digits", upper,
                                                            seeds_, **common)))
+    stages += _structure_stages(quick, rates, upper, seeds_, common)
 
     def schedule_stage(records):
         out = []
@@ -443,6 +529,17 @@ def default_plan(quick: bool = False, seeds: int | None = None,
                 "optimizers": OPTIMIZERS, "learning-rate-free": LR_FREE_OPTIMIZERS,
                 "rates": rates, "seeds": len(seeds_), **common}
     return Plan(stages, rates, description, settings)
+
+
+def _structure_stages(quick, rates, upper, seeds, common):
+    """The default and quick plans' structure stage (`default_plan`)."""
+    from keras_lr.study import structure
+
+    common = dict(common, data="digits")
+    return structure.stages(families=("mlp",), optimizers=("adam",), rates=rates,
+                            seeds=seeds, common=common, depth_rates=upper, norm_rates=upper,
+                            norm_families=("mlp",) if quick else ("mlp", "cnn"),
+                            depths=(1, 4) if quick else structure.DEPTHS)
 
 
 def custom_plan(families: Sequence[str], data: str, optimizers: Sequence[str],

@@ -173,12 +173,15 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
 def aggregate(records: Iterable[dict]) -> list[dict]:
     """Aggregate run records over seeds: one row per (variant, rate) with means and spreads.
 
-    Each row has the config fields (without ``seed``), ``seeds`` (count), and
+    Each row has the config fields (without ``seed``; the structure fields of
+    `keras_lr.study.grid.STRUCTURE_DEFAULTS` too), ``seeds`` (count), and
     ``<metric>_mean`` / ``<metric>_std`` (sample std over seeds, 0 for one seed) for
     ``final_score``, ``best_score``, ``final_loss``, ``best_loss``, ``oscillation``, plus
     ``diverged_frac`` and ``epochs_to_target_mean`` (over the seeds that reached it) and
     ``reached_frac``.
     """
+    from keras_lr.study.grid import structure_of
+
     groups = defaultdict(list)
     for r in records:
         if r.get("kind") != "run":
@@ -189,6 +192,7 @@ def aggregate(records: Iterable[dict]) -> list[dict]:
         first = runs[0]
         row = {k: first[k] for k in ("family", "data", "optimizer", "schedule", "clip",
                                      "multipliers", "epochs", "size")}
+        row.update(structure_of(first))
         row["lr"] = lr
         row["seeds"] = len(runs)
         for metric in ("final_score", "best_score", "final_loss", "best_loss", "oscillation"):
@@ -199,5 +203,5 @@ def aggregate(records: Iterable[dict]) -> list[dict]:
         row["epochs_to_target_mean"] = float(np.mean(reached)) if reached else float("nan")
         rows.append(row)
     rows.sort(key=lambda r: (r["family"], r["data"], r["optimizer"], r["schedule"], r["clip"],
-                             r["multipliers"], r["lr"]))
+                             r["multipliers"], str(tuple(structure_of(r).values())), r["lr"]))
     return rows

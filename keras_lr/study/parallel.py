@@ -58,9 +58,12 @@ PARALLEL_CLIPS = ("none", "global_norm")
 
 def supported(config: RunConfig) -> bool:
     """Whether the parallel engine can train `config`: SGD or Adam (the replicated optimizers;
-    the learning-rate-free ones run sequentially), clipping and multipliers."""
+    the learning-rate-free ones run sequentially), clipping, multipliers and structure
+    (`keras_lr.sweep` replicates plain Sequential models: width and depth, no normalization
+    layers, shortcuts or μP readout)."""
     return (config.optimizer in OPTIMIZERS and config.clip in PARALLEL_CLIPS
-            and config.multipliers == "none")
+            and config.multipliers == "none" and config.norm == "none"
+            and not config.residual and config.mup_base is None)
 
 
 def use_parallel(batch: Sequence[RunConfig], parallel: bool | str = "auto") -> bool:
@@ -107,7 +110,7 @@ class _ParallelTrainer:
         self.runner, self.n = runner, n
         self.data = runner.data(config.family, config.data, config.limit)
         ds = self.data.ds
-        self.templates = [_build(config.family, config.size, self.data, 0) for _ in range(n)]
+        self.templates = [_build(config, self.data, 0)[0] for _ in range(n)]
         self.model = model = replicate(self.templates)
         self.steps = len(ds.x_train) // config.batch_size
         jit = model.configure("auto", steps=self.steps * config.epochs)
@@ -162,8 +165,7 @@ class _ParallelTrainer:
 
     def reset(self, batch: Sequence[RunConfig]):
         for template, config in zip(self.templates, batch, strict=True):
-            template.set_weights(self.runner.initial_weights(config.family, config.size,
-                                                             self.data, config.seed))
+            template.set_weights(self.runner.initial_weights(config, self.data, config.seed))
         self.model.load(self.templates)
         for variable, value in zip(self.opt_variables, self.opt_initial, strict=True):
             variable.assign(value)

@@ -120,7 +120,7 @@ def make_schedule(name: str, total_steps: int, steps_per_epoch: int, peak: float
 
 
 def make_optimizer(name: str, learning_rate=1.0, clip: str = "none",
-                   multipliers: str = "none", model=None):
+                   multipliers: str = "none", model=None, mup_shapes=None):
     """The study's optimizer: a keras-lr wrapper around SGD (momentum 0.9), Adam, or a
     learning-rate-free optimizer at its defaults but the rate.
 
@@ -141,6 +141,8 @@ def make_optimizer(name: str, learning_rate=1.0, clip: str = "none",
         multipliers: ``"none"``, ``"conv_x10"``, ``"dense_x10"`` or ``"gates_x4"`` (the i, f,
             o gates of an LSTM, z and r of a GRU), applied by `LayerwiseLR`; needs `model`.
         model: the built model (for the multiplier rules).
+        mup_shapes: `keras_lr.mup.infshapes` of a μP model: its per-variable rates
+            (`keras_lr.mup.mu_optimizer`, Adam's or SGD's rule) instead of `multipliers`.
     """
     import keras
 
@@ -161,7 +163,14 @@ def make_optimizer(name: str, learning_rate=1.0, clip: str = "none",
     else:
         optimizer = lr_optimizers.ScheduleFreeAdamW(learning_rate)
     wrapped = optimizer
-    if multipliers != "none":
+    if mup_shapes is not None:
+        from keras_lr import mup
+
+        if multipliers != "none":
+            raise ValueError("Argument `multipliers` must be 'none' with mup_shapes (muP sets "
+                             f"every rate). Received: multipliers={multipliers!r}")
+        wrapped = mup.mu_optimizer(wrapped, mup_shapes)
+    elif multipliers != "none":
         wrapped = LayerwiseLR(wrapped, multiplier_rules(multipliers, model))
     if clip != "none":
         rule = {"global_norm": GlobalNorm(1.0), "agc": AdaptiveClip(0.05)}[clip]
@@ -227,10 +236,15 @@ class Runner:
             self._data[key] = _Data(family, name, limit)
         return self._data[key]
 
-    def initial_weights(self, family, size, data: _Data, seed):
-        key = (family, size, data.ds.name, data.ds.input_shape, seed)
+    def initial_weights(self, config, data: _Data, seed):
+        """The seeded initial weights of `config`'s model (its family, size and structure;
+        under μP already rescaled), built once per seed."""
+        from keras_lr.study.grid import structure_of
+
+        key = (config.family, config.size, data.ds.name, data.ds.input_shape, seed,
+               tuple(structure_of(vars(config)).values()))
         if key not in self._weights:
-            self._weights[key] = [np.array(w) for w in _build(family, size, data, seed)
+            self._weights[key] = [np.array(w) for w in _build(config, data, seed)[0]
                                   .get_weights()]
         return self._weights[key]
 
@@ -269,11 +283,14 @@ def run_group(configs: Iterable[RunConfig], runner: Runner | None = None) -> Ite
                 yield runner.run(config)
 
 
-def _build(family, size, data: _Data, seed):
-    from keras_lr import models
+def _build(config, data: _Data, seed):
+    """``(model, mup_shapes)`` of a run or range-test config (`keras_lr.study.structure`)."""
+    from keras_lr.study import structure
 
-    return models.build(family, data.ds.input_shape, data.ds.num_classes, seed=seed,
-                        **MODEL_KWARGS[size][family])
+    if not isinstance(config, RunConfig):  # a range test: the size's own model
+        config = RunConfig(config.family, config.data, config.optimizer, 1.0, 0,
+                           size=config.size)
+    return structure.build(config, data.ds.input_shape, data.ds.num_classes, seed)
 
 
 class _Trainer:
@@ -288,9 +305,10 @@ class _Trainer:
         self.runner = runner
         self.data = runner.data(config.family, config.data, config.limit)
         ds = self.data.ds
-        self.model = model = _build(config.family, config.size, self.data, 0)
+        model, shapes = _build(config, self.data, 0)
+        self.model = model
         self.optimizer = opt = make_optimizer(config.optimizer, 1.0, config.clip,
-                                              config.multipliers, model)
+                                              config.multipliers, model, mup_shapes=shapes)
         with keras.name_scope(opt.name, caller=opt):
             opt.build(model.trainable_variables)
         self.scale = find_lr_scale(opt)
@@ -375,7 +393,7 @@ class _Trainer:
             schedule_free_train(self.optimizer)
 
     def reset(self, config: RunConfig):
-        weights = self.runner.initial_weights(config.family, config.size, self.data, config.seed)
+        weights = self.runner.initial_weights(config, self.data, config.seed)
         self.model.set_weights(weights)
         for variable, value in zip(self.opt_variables, self.opt_initial):
             variable.assign(value)
@@ -478,14 +496,14 @@ def _range_test(runner: Runner, config: RangeTestConfig) -> dict:
     key = (config.family, config.data, config.optimizer, config.size, config.limit)
     model = runner._finders.get(key)
     if model is None:
-        model = _build(config.family, config.size, data, 0)
+        model = _build(config, data, 0)[0]
         optimizer = (keras.optimizers.SGD(1e-3, momentum=0.9) if config.optimizer == "sgd"
                      else keras.optimizers.Adam(1e-3))
         loss = "mse" if data.regression else "sparse_categorical_crossentropy"
         model.compile(optimizer=optimizer, loss=loss, jit_compile=True)
         runner._finders[key] = model
     keras.utils.set_random_seed(config.seed)
-    model.set_weights(runner.initial_weights(config.family, config.size, data, config.seed))
+    model.set_weights(runner.initial_weights(config, data, config.seed))
     result = find_lr(model, data.ds.x_train, data.ds.y_train, batch_size=config.batch_size,
                      start_lr=config.start_lr, end_lr=config.end_lr,
                      num_steps=config.num_steps, seed=config.seed)

@@ -18,11 +18,14 @@ import math
 import os
 from pathlib import Path
 
+from keras_lr.study.grid import structure_of
+
 __all__ = ["CSV_FIELDS", "Store", "sanitize", "write_tables"]
 
 CSV_FIELDS = (
     "key", "family", "data", "optimizer", "lr", "seed", "schedule", "clip", "multipliers",
-    "epochs", "batch_size", "size", "limit", "final_score", "best_score", "final_val_acc",
+    "epochs", "batch_size", "size", "limit", "width", "depth", "norm", "residual", "mup_base",
+    "final_score", "best_score", "final_val_acc",
     "best_val_acc", "final_loss", "best_loss", "initial_loss", "diverged", "diverged_epoch",
     "epochs_to_target", "oscillation", "epochs_run", "seconds",
 )
@@ -99,6 +102,7 @@ def write_tables(directory, records: list[dict], aggregates: list[dict],
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for record in runs:
+            record = {**record, **structure_of(record)}  # defaults in the runs of 0.1
             writer.writerow({k: _cell(record.get(k)) for k in CSV_FIELDS})
     payload = {"settings": settings, "runs": runs, "aggregates": aggregates,
                "range_tests": tests, "claims": claims}

@@ -102,14 +102,16 @@ def test_quick_study_end_to_end(tmp_path, capsys):
     assert main(["study", "--quick", "--no-progress", "--out", str(out)]) == 0
     for name in ("report.md", "report.html", "results.csv", "results.json", "runs.jsonl",
                  "study_accuracy_vs_lr.png", "study_stable_range.png", "study_schedules.png",
-                 "study_range_test.png", "study_lr_free_d.png"):
+                 "study_range_test.png", "study_lr_free_d.png", "study_width_transfer.png",
+                 "study_depth.png", "study_norm.png"):
         assert (out / name).stat().st_size > 0, name
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 8
     data = json.loads((out / "results.json").read_text())
     ids = {c["id"] for c in data["claims"]}
     assert ids == {"adam_vs_sgd", "warmup_cnn", "clip_rnn", "conv_vs_dense", "gates_lstm",
-                   "range_test", "lr_free"}
+                   "range_test", "lr_free", "width_sp", "width_mup", "mup_transfer",
+                   "norm_stable", "depth_narrows", "residual_widens"}
     assert all(c["verdict"] in ("supported", "not supported", "inconclusive")
                for c in data["claims"])
     assert "claims:" in capsys.readouterr().out

@@ -17,7 +17,8 @@ from keras_lr.study.store import Store
 def test_default_plan_has_the_stage_before_the_schedules():
     plan = grid.default_plan()
     names = [s.name for s in plan.stages]
-    assert names.index("learning-rate-free") == len(names) - 2  # schedules stay last
+    assert names[-1] == "schedules"  # schedules stay last, the structure stage before them
+    assert names[-5:-1] == ["learning-rate-free", "width", "depth", "normalization"]
     configs = plan.stages[names.index("learning-rate-free")].expand([])
     defaults = [c for c in configs if c.lr == grid.DEFAULT_RATES[c.optimizer]]
     assert len(defaults) == 4 * 3 * 3  # families x optimizers x seeds
@@ -33,7 +34,8 @@ def test_default_plan_has_the_stage_before_the_schedules():
     assert {(c.epochs, c.size, c.limit) for c in configs} == {
         (c.epochs, c.size, c.limit) for c in main}
     # the main grid and the other stages are unchanged: no Adam run is added or rerun
-    assert not {c.key for c in configs} & {c.key for s in plan.stages[:-2]
+    assert not {c.key for c in configs} & {c.key for s in plan.stages
+                                           if s.name not in ("learning-rate-free", "schedules")
                                            for c in s.expand([])}
 
 
@@ -313,7 +315,7 @@ def test_report_has_the_table_claim_and_figure(tmp_path):
     names = [p.rsplit("/", 1)[-1] for p in map(str, report["figures"])]
     assert "study_lr_free_d.png" in names
     markdown = (tmp_path / "report.md").read_text()
-    assert "Learning-rate-free optimizers at their defaults" in markdown
+    assert "### Learning-rate-free optimizers: do their defaults match tuned Adam?" in markdown
     assert "![The estimate d" in markdown
     assert "mlp/digits (prodigy)" in markdown and claims.CLAIMS["lr_free"] in markdown
     rows = lrfree.table_rows(_study_records())

@@ -111,14 +111,18 @@ def run_study(plan: Plan, directory, *, progress: bool = True, runner: Runner | 
     runner = runner or Runner()
     executed = skipped = 0
     interrupted = False
-    estimate = sum(max(len(s.expand(records)), s.size_hint) for s in plan.stages)
+    fixed = {c.key for s in plan.stages if not callable(s.configs) for c in s.expand(records)}
+    estimate = len(fixed) + sum(s.size_hint for s in plan.stages if callable(s.configs))
+    seen: set = set()  # keys counted so far: a config that stages share counts once
     try:
         with _progress(progress) as bar:
             task = bar.add_task("", total=estimate, stage="")
             for wave in _waves(plan.stages, together=client is not None):
                 todo, stage_of = [], {}
                 for stage in wave:
-                    configs = list(dict.fromkeys(stage.expand(records)))
+                    configs = [c for c in dict.fromkeys(stage.expand(records))
+                               if c.key not in seen]
+                    seen.update(c.key for c in configs)
                     fresh = [c for c in configs if c.key not in done and c.key not in stage_of]
                     skipped += len(configs) - len(fresh)
                     bar.update(task, advance=len(configs) - len(fresh))

@@ -3,8 +3,9 @@
 Both are rendered from the same list of blocks (heading, paragraph, list, table, image,
 collapsed details), so they always say the same thing. A reader meets a summary first (one
 sentence per question, with its verdicts), then the headline table, then each question with
-its claims, the figure that shows them and the per-seed detail collapsed. The report is written from whatever the store holds, so an
-interrupted study still gets a consistent (partial) report.
+its claims, the figure that shows them and the per-seed detail collapsed. The report is
+written from whatever the store holds, so an interrupted study still gets a consistent
+(partial) report.
 """
 
 from __future__ import annotations

@@ -5,12 +5,13 @@ the rate, and whether μP's rates transfer across width.
 the verdict rule of `keras_lr.study.claims.verdict`:
 
 * **width** (`width_sp`, `width_mup`, `mup_transfer`): the width sweep under the standard
-  parametrization (SP) and under μP (`keras_lr.study.structure.width_curves`). A seed's *best rate* at a width is the
-  rate of lowest final validation loss, refined between grid points by the parabola through
-  the best point and its two neighbours in log10(rate) (the grid minimum where a neighbour is
-  missing or diverged, the vertex kept within half a grid step). The effect of `width_sp` and
-  `width_mup` is the least-squares slope of log10(best rate) against log2(width), in decades
-  per doubling: SP's Adam rule predicts -log10(2) = -0.30 (hidden updates grow with fan-in).
+  parametrization (SP) and under μP (`keras_lr.study.structure.width_curves`). A seed's *best
+  rate* at a width is the rate of lowest final validation loss, refined between grid points
+  by the parabola through the best point and its two neighbours in log10(rate) (the grid
+  minimum where a neighbour is missing or diverged, the vertex kept within half a grid step).
+  The effect of `width_sp` and `width_mup` is the least-squares slope of log10(best rate)
+  against log2(width), in decades per doubling: SP's Adam rule predicts -log10(2) = -0.30
+  (hidden updates grow with fan-in).
   `width_sp`: slope < 0 (``tau = 0``, "less"). `width_mup`: ``|slope| < 0.15``, half of SP's
   prediction ("less"). `mup_transfer`: the distance ``|log10(best_small / best_large)|`` of the
   *grid* best rates at the smallest and largest width, within one grid step (``tau`` = 1.5

@@ -14,7 +14,8 @@ Example:
     True
 
 Reference:
-    ``docs/study.md``, "The structure stage"; `keras_lr.study.structure`, `keras_lr.study.structure_claims`.
+    ``docs/study.md``, "The structure stage"; `keras_lr.study.structure`,
+    `keras_lr.study.structure_claims`.
 """
 
 from __future__ import annotations

@@ -370,3 +370,15 @@ def test_figures_tables_and_the_report(tmp_path):
     store.write_tables(tmp_path, records, aggregates, claim_rows, {})
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert {"width", "depth", "norm", "residual", "mup_base"} <= set(header)
+
+
+def test_a_config_two_stages_share_trains_once_and_counts_once(tmp_path):
+    from keras_lr.study.engine import run_study
+
+    shared = _config(epochs=1, lr=0.01)
+    plan = grid.Plan([grid.Stage("a", [shared, _config(epochs=1, lr=0.1)]),
+                      grid.Stage("b", [shared])], (0.01, 0.1), "two stages")
+    first = run_study(plan, tmp_path, progress=False)
+    assert (first.executed, first.skipped) == (2, 0)
+    again = run_study(plan, tmp_path, progress=False)
+    assert (again.executed, again.skipped, again.total) == (0, 2, 2)

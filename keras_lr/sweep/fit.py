@@ -90,12 +90,49 @@ def _train_steps(x, batch_size, epochs: int) -> int | None:
     return None
 
 
-def _default_loss(model: keras.Model) -> str:
+def _dtype_kind(y: Any) -> str | None:
+    """NumPy's dtype kind of an array or tensor (``"i"``, ``"f"``, ...), None if unknown."""
+    dtype = getattr(y, "dtype", None)
+    try:
+        return np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).kind if dtype else None
+    except TypeError:
+        return None
+
+
+def _default_loss(model: keras.Model, y: Any) -> str:
+    """The loss `parallel_fit` uses without ``loss=``, only where it certainly fits: sparse
+    categorical crossentropy for a softmax head over 2+ classes with integer labels,
+    categorical crossentropy for one-hot targets of its width, mse for a linear one-unit head
+    with one target per sample (an unknown `y`, e.g. a dataset, takes the head's default).
+
+    Raises:
+        ValueError: any other head or targets (logits with integer labels, a sigmoid, ...),
+            naming the loss to pass.
+    """
     last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    if getattr(activation, "__name__", "") == "softmax" and model.outputs[0].shape[-1] > 1:
-        return "sparse_categorical_crossentropy"
-    return "mse"
+    activation = getattr(getattr(last, "activation", None), "__name__", "linear")
+    units = model.outputs[0].shape[-1]
+    shape, kind = getattr(y, "shape", None), _dtype_kind(y)
+    known = shape is not None and kind is not None
+    one_per_sample = known and (len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1))
+    integral = one_per_sample and (
+        kind in "iub" or (kind == "f" and bool(np.all(np.mod(np.asarray(y), 1) == 0))))
+    if activation == "softmax" and units > 1:
+        if not known or integral:
+            return "sparse_categorical_crossentropy"
+        if len(shape) == 2 and shape[-1] == units:
+            return "categorical_crossentropy"
+    elif activation == "linear" and units == 1 and (not known or one_per_sample):
+        return "mse"
+    targets = "" if not known else (
+        f" and targets of shape {tuple(shape)}" + (" (integer labels)" if integral else ""))
+    hint = ("keras.losses.SparseCategoricalCrossentropy(from_logits=True) for logits and "
+            "integer labels" if activation == "linear" and units > 1 and integral
+            else "'mse', 'binary_crossentropy' or a keras.losses.Loss")
+    raise ValueError(
+        f"parallel_fit cannot tell the loss from a model whose output layer "
+        f"`{last.name}` has {units} unit(s) and activation '{activation}'{targets}: pass "
+        f"loss=, e.g. loss={hint}")
 
 
 def parallel_fit(
@@ -134,8 +171,10 @@ def parallel_fit(
             ignored); ``clipnorm``/``global_clipnorm`` apply per replica.
         schedule: ``None`` (constant rates) or a schedule *shape* with peak 1.0, e.g.
             ``Warmup(CosineDecay(1.0, 900), 100)``; replica ``i`` uses ``rate_i * schedule``.
-        loss: a Keras loss name, function or `keras.losses.Loss`; default
-            ``"sparse_categorical_crossentropy"`` for a softmax head, ``"mse"`` otherwise.
+        loss: a Keras loss name, function or `keras.losses.Loss`. Default, only where it
+            certainly fits the model and `y`: ``"sparse_categorical_crossentropy"`` for a
+            softmax head with integer labels, ``"categorical_crossentropy"`` for one-hot
+            targets, ``"mse"`` for a linear one-unit head; anything else needs ``loss=``.
         epochs: as ``model.fit``.
         batch_size: as ``model.fit``.
         validation_data: as ``model.fit``.
@@ -158,8 +197,9 @@ def parallel_fit(
 
     Raises:
         ValueError: empty or non-positive rates, seeds of another length, a build function
-            returning compiled, unbuilt or shared models, or a layer that cannot be
-            replicated.
+            returning compiled, unbuilt or shared models, a layer that cannot be
+            replicated, or no `loss` where the model and targets do not tell it (e.g. logits
+            with integer labels).
 
     Example:
         >>> from keras_lr import data, models
@@ -191,7 +231,8 @@ def parallel_fit(
     n = len(rates)
     replica_model = replicate(models)
 
-    loss_fn, _ = resolve_loss(_default_loss(models[0]) if loss is None else loss)
+    user_loss = _default_loss(models[0], y) if loss is None else loss
+    loss_fn, _ = resolve_loss(user_loss)
     if isinstance(metrics, str):
         metrics = (metrics,)
     # Keras weighs the loss by `sample_weight` and divides by the number of samples; compiled
@@ -224,7 +265,6 @@ def parallel_fit(
     opt_config = base_optimizer.get_config()
     opt_class = type(base_optimizer)
     metric_list = list(metrics or ())
-    user_loss = _default_loss(models[0]) if loss is None else loss
 
     def extract(i: int) -> keras.Model:
         model = replica_model.extract(i, models[i])

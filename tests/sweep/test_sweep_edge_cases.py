@@ -236,3 +236,40 @@ def test_activation_after_a_convolution_matches(activation, clear_session):
                           shuffle=False, batch_size=8)
     model, history = _single(build, 1e-2, images, Y[:16], epochs=1, batch_size=8)
     _assert_matches(result, model, history, ("loss", "accuracy"))
+
+
+# ---------------------------------------------------------------------- the default loss
+def test_logits_with_integer_labels_ask_for_the_loss_in_one_line(clear_session):
+    with pytest.raises(ValueError, match=r"output layer `dense_\d+` has 3 unit\(s\) and "
+                       r"activation 'linear' and targets of shape \(40,\) \(integer labels\): "
+                       r"pass loss=, e.g. loss=keras.losses.SparseCategoricalCrossentropy"
+                       r"\(from_logits=True\)") as info:
+        parallel_fit(lambda: _mlp(activation=None), [1e-2, 1e-1], X, Y)
+    assert "\n" not in str(info.value)
+    logits = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    result = parallel_fit(lambda: _mlp(activation=None), [1e-2, 1e-1], X, Y, loss=logits,
+                          shuffle=False, batch_size=8)
+    model, history = _single(lambda s: _mlp(s, activation=None), 1e-2, X, Y, loss=logits,
+                             batch_size=8)
+    np.testing.assert_allclose(result.history["loss"][:, 0], history["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("activation, out, y", [
+    ("sigmoid", 1, (Y > 0).astype("float32")),  # mse or binary crossentropy: the user says
+    ("softmax", 3, RNG.normal(size=(40,)).astype("float32")),  # non-integral targets
+    ("softmax", 3, np.eye(4, dtype="float32")[Y]),  # one-hot of another width
+])
+def test_heads_and_targets_that_tell_no_loss_are_refused(activation, out, y, clear_session):
+    with pytest.raises(ValueError, match="parallel_fit cannot tell the loss .* pass loss="):
+        parallel_fit(lambda: _mlp(out=out, activation=activation), [1e-2], X, y)
+
+
+@pytest.mark.parametrize("y, loss", [
+    (np.eye(3, dtype="float32")[Y], "categorical_crossentropy"),  # one-hot
+    (Y.astype("float32"), "sparse_categorical_crossentropy"),  # integral floats
+    (tf.constant(Y.astype("int32")), "sparse_categorical_crossentropy"),  # a tensor
+])
+def test_default_loss_follows_the_targets(y, loss, clear_session):
+    default = parallel_fit(lambda: _mlp(), [1e-2], X, y, shuffle=False, batch_size=8)
+    named = parallel_fit(lambda: _mlp(), [1e-2], X, y, loss=loss, shuffle=False, batch_size=8)
+    np.testing.assert_array_equal(default.history["loss"], named.history["loss"])

@@ -17,6 +17,7 @@ everything before it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -211,7 +212,10 @@ def write_outputs(directory, records, plan: Plan, *, executed=0, skipped=0, seco
 
     claim_rows = (plan.claims or claims_mod.evaluate_claims)(records)
     aggregates = metrics.aggregate(records)
-    settings = {"plan": plan.description, **plan.settings}
+    engines = collections.Counter(r.get("engine", "unrecorded") for r in records
+                                  if r.get("kind") == "run")
+    settings = {"plan": plan.description, **plan.settings, "backend": keras.backend.backend(),
+                "engines": ", ".join(f"{k} {v}" for k, v in sorted(engines.items())) or "-"}
     write_tables(directory, records, aggregates, claim_rows, settings)
     state = "PARTIAL (interrupted; rerun the same command to resume)" if interrupted \
         else "complete"

@@ -267,7 +267,8 @@ def run_group(configs: Iterable[RunConfig], runner: Runner | None = None) -> Ite
 
     The configs of each seed form a batch; a batch that `keras_lr.study.parallel.use_parallel`
     accepts under ``runner.parallel`` trains at once in one replicated model (its records come
-    together at its end), any other batch run by run. Both engines give the same records.
+    together at its end), any other batch run by run. Both engines give the same records, but
+    for their ``"engine"`` field (``"parallel"`` or ``"sequential"``).
     """
     from keras_lr.study.parallel import run_parallel, use_parallel
 
@@ -277,10 +278,11 @@ def run_group(configs: Iterable[RunConfig], runner: Runner | None = None) -> Ite
         batches.setdefault((config.group, config.seed), []).append(config)
     for batch in batches.values():
         if use_parallel(batch, runner.parallel):
-            yield from run_parallel(runner, batch)
+            for record in run_parallel(runner, batch):
+                yield {**record, "engine": "parallel"}
         else:
             for config in batch:
-                yield runner.run(config)
+                yield {**runner.run(config), "engine": "sequential"}
 
 
 def _build(config, data: _Data, seed):

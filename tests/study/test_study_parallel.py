@@ -27,11 +27,12 @@ def _close(a, b):
 
 
 def _assert_same_records(batch):
-    sequential = [runner.Runner(parallel=False).run(c) for c in batch]
+    sequential = list(runner.run_group(batch, runner.Runner(parallel=False)))
     together = list(runner.run_group(batch, runner.Runner(parallel=True)))
     assert [r["key"] for r in together] == [c.key for c in batch]
     for seq, par in zip(sequential, together, strict=True):
         assert set(seq) == set(par)
+        assert (seq["engine"], par["engine"]) == ("sequential", "parallel")
         for key in ("diverged", "diverged_epoch", "epochs_run", "epochs_to_target", "variant"):
             assert seq[key] == par[key], key
         for key in _FIELDS:

@@ -382,3 +382,21 @@ def test_a_config_two_stages_share_trains_once_and_counts_once(tmp_path):
     assert (first.executed, first.skipped) == (2, 0)
     again = run_study(plan, tmp_path, progress=False)
     assert (again.executed, again.skipped, again.total) == (0, 2, 2)
+
+
+def test_records_and_results_say_which_backend_and_engine_made_them(tmp_path):
+    import json
+
+    import keras
+
+    from keras_lr.study.engine import run_study
+
+    cnn = [_config(family="cnn", epochs=1, lr=lr) for lr in (0.01, 0.1)]
+    plan = grid.Plan([grid.Stage("a", cnn + [_config(epochs=1)])], (0.01, 0.1), "engines")
+    run_study(plan, tmp_path, progress=False, runner=None)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["family"], r["engine"]) for r in data["runs"]} == {
+        ("cnn", "parallel"), ("mlp", "sequential")}
+    assert data["settings"]["backend"] == keras.backend.backend() == "tensorflow"
+    assert data["settings"]["engines"] == "parallel 2, sequential 1"
+    assert "engines=parallel 2, sequential 1" in (tmp_path / "report.md").read_text()

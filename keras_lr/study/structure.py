@@ -219,7 +219,8 @@ def width_curves(records, family, optimizer, param, data="digits") -> dict:
 
 
 def subjects(records, **fields):
-    """(family, optimizer) pairs with runs matching `fields` (any structure value)."""
+    """Sorted ``(family, optimizer, data)`` of the constant-schedule, unclipped runs whose
+    structure fields pass the predicates `fields` (e.g. ``mup_base=lambda v: v is not None``)."""
     found = set()
     for r in records:
         if r.get("kind") == "run" and r.get("schedule") == "constant" \
@@ -249,6 +250,11 @@ def structure_plan(quick: bool = False, seeds: int | None = None,
 
     Raises:
         ValueError: a family or optimizer the structure stage does not take.
+
+    Example:
+        >>> plan = structure_plan(quick=True, families=("mlp",), optimizers=("adam",))
+        >>> [(stage.name, len(stage.configs)) for stage in plan.stages]
+        [('width', 32), ('depth', 64), ('normalization', 24)]
     """
     families = tuple(check_choice("family", f, ("mlp", "cnn")) for f in families)
     optimizers = tuple(check_choice("optimizer", o, OPTIMIZERS) for o in optimizers)
@@ -262,8 +268,8 @@ def structure_plan(quick: bool = False, seeds: int | None = None,
         digits = data == "digits"
         common = dict(epochs=epochs or (8 if digits else 5), batch_size=32,
                       size="default" if digits else "standard", limit=None)
-    stages_ = stages(families=families, optimizers=optimizers, rates=rates,
-                              seeds=seeds_, common=dict(common, data=data))
+    stages_ = stages(families=families, optimizers=optimizers, rates=rates, seeds=seeds_,
+                     common=dict(common, data=data))
     settings = {"families": families, "data": data, "optimizers": optimizers,
                 "rates": rates, "seeds": len(seeds_), **common}
     description = "structure study (quick)" if quick else "structure study"

@@ -156,7 +156,9 @@ def _width_claims(records) -> list[dict]:
             distances, parts = [], []
             for seed in seeds:
                 a, b = _grid_best(curves[small][seed]), _grid_best(curves[large][seed])
-                distances.append(abs(math.log10(a / b)))
+                finite = all(math.isfinite(_loss(curves[w][seed][r]))
+                             for w, r in ((small, a), (large, b)))
+                distances.append(abs(math.log10(a / b)) if finite else float("nan"))
                 parts.append(f"seed {seed}: width {small} {a:.3g}, width {large} {b:.3g}")
             tau = round(TRANSFER_STEPS * step, 6)
             rows.append(_claim("mup_transfer", f"{label} {'muP' if param == 'mup' else 'SP'}",

@@ -400,3 +400,12 @@ def test_records_and_results_say_which_backend_and_engine_made_them(tmp_path):
     assert data["settings"]["backend"] == keras.backend.backend() == "tensorflow"
     assert data["settings"]["engines"] == "parallel 2, sequential 1"
     assert "engines=parallel 2, sequential 1" in (tmp_path / "report.md").read_text()
+
+
+@ANY
+def test_a_seed_whose_every_run_diverged_has_no_transfer_distance():
+    records = _width_records(lambda w, s, p: -2.0)
+    records = [dict(r, diverged=True, final_loss=float("nan"))
+               if r["seed"] == 2 and r.get("width") == 256 else r for r in records]
+    row = _rows(records, "mup_transfer")["mlp (adam) muP"]
+    assert row["seeds"] == 2 and row["verdict"] == "supported"

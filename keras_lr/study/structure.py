@@ -253,8 +253,11 @@ def structure_plan(quick: bool = False, seeds: int | None = None,
 
     Example:
         >>> plan = structure_plan(quick=True, families=("mlp",), optimizers=("adam",))
-        >>> [(stage.name, len(stage.configs)) for stage in plan.stages]
-        [('width', 32), ('depth', 64), ('normalization', 24)]
+        >>> for stage in plan.stages:
+        ...     print(stage.name, len(stage.configs))
+        width 32
+        depth 64
+        normalization 24
     """
     families = tuple(check_choice("family", f, ("mlp", "cnn")) for f in families)
     optimizers = tuple(check_choice("optimizer", o, OPTIMIZERS) for o in optimizers)

@@ -126,7 +126,7 @@ def make_plan(args):
         from keras_lr.study.structure import structure_plan
 
         return structure_plan(quick=args.quick, seeds=seeds, epochs=epochs, data=data,
-                                   families=families, optimizers=optimizers)
+                              families=families, optimizers=optimizers)
     if args.plan is not None and custom:
         raise UsageError("--plan cannot be combined with the grid flags "
                          f"({', '.join('--' + f for f in _GRID_FLAGS)}); "

@@ -453,9 +453,10 @@ def default_plan(quick: bool = False, seeds: int | None = None,
     * schedules: every family x adam x {step, exponential, cosine, warmup_cosine, onecycle}
       at the constant optimum and the next higher grid rate;
     * range tests: every family x {sgd, adam} x seed;
-    * structure (`keras_lr.study.structure`, its claims): the MLP at widths 16 to 128 under
-      SP and μP (Adam, every rate); the MLP at depths 1, 2, 4 and 8, plain and residual, and
-      the MLP and the CNN with BatchNorm and LayerNorm (Adam, the upper rates).
+    * structure (`keras_lr.study.structure`, its claims): the MLP with two hidden layers at
+      widths 32 to 256 under SP and μP (Adam, every rate); the MLP at depths 1, 2, 4 and 8,
+      plain and residual, and the MLP and the CNN with BatchNorm and LayerNorm (Adam, the
+      upper rates).
       `keras_lr.study.structure.structure_plan` (``--plan structure``) is the
       full version.
 

@@ -181,6 +181,20 @@ def _grid_step(rates) -> float:
     return float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
 
 
+def _range_width(interval, step) -> float:
+    """A seed's stable-range width in decades; no usable rate counts as ``-step`` (one grid
+    step narrower than a single usable rate)."""
+    return metrics.width(interval) if interval else -step
+
+
+def _top_shift(base: dict, variant: dict) -> list[float]:
+    """Per shared seed (sorted), ``log10(top_variant / top_base)`` of two `seed_ranges`: how
+    far the variant's stable range reaches above the base's; NaN where either has none."""
+    return [math.log10(variant[s][1] / base[s][1])
+            if base[s] is not None and variant[s] is not None else float("nan")
+            for s in sorted(set(base) & set(variant))]
+
+
 def _width_effects(base_runs, variant_runs, ref_best):
     """Per-seed width(variant) - width(base) in decades. A seed with no usable rate counts as
     one grid step narrower than a single usable rate (width ``-step``), so that "none ->
@@ -188,12 +202,9 @@ def _width_effects(base_runs, variant_runs, ref_best):
     rates = _common_rates(base_runs, variant_runs)
     a = seed_ranges(base_runs, ref_best, rates)
     b = seed_ranges(variant_runs, ref_best, rates)
-    empty = -_grid_step(rates)
-    effects = []
-    for seed in sorted(set(a) & set(b)):
-        wa = metrics.width(a[seed]) if a[seed] else empty
-        wb = metrics.width(b[seed]) if b[seed] else empty
-        effects.append(wb - wa)
+    step = _grid_step(rates)
+    effects = [_range_width(b[seed], step) - _range_width(a[seed], step)
+               for seed in sorted(set(a) & set(b))]
     detail = "; ".join(f"seed {s}: {_fmt_range(a[s])} -> {_fmt_range(b[s])}"
                        for s in sorted(set(a) & set(b)))
     return effects, detail
@@ -256,12 +267,7 @@ def evaluate_claims(records: list[dict]) -> list[dict]:
         best = ref.get(("cnn", "digits"), 1.0)
         rates = _common_rates(conv, dense)
         a, b = seed_ranges(conv, best, rates), seed_ranges(dense, best, rates)
-        effects = []
-        for seed in sorted(set(a) & set(b)):
-            if a[seed] is None or b[seed] is None:
-                effects.append(float("nan"))
-            else:
-                effects.append(math.log10(a[seed][1] / b[seed][1]))
+        effects = _top_shift(b, a)  # log10(high_conv / high_dense)
         detail = "; ".join(f"seed {s}: conv x10 {_fmt_range(a[s])}, dense x10 "
                            f"{_fmt_range(b[s])}" for s in sorted(set(a) & set(b)))
         rows.append(_claim("conv_vs_dense", "cnn", effects, 0.0, "greater", "decades", detail))

@@ -147,13 +147,16 @@ class RunConfig:
 
     kind = "run"
 
+    def _changed(self) -> dict:
+        """The structure fields that differ from `STRUCTURE_DEFAULTS`."""
+        return {k: getattr(self, k) for k, v in STRUCTURE_DEFAULTS.items()
+                if getattr(self, k) != v}
+
     def _fields(self) -> dict:
         """The fields, those of `STRUCTURE_DEFAULTS` only where they differ from it."""
-        fields = dataclasses.asdict(self)
-        for name, default in STRUCTURE_DEFAULTS.items():
-            if fields[name] == default:
-                del fields[name]
-        return fields
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k not in STRUCTURE_DEFAULTS}
+        return {**fields, **self._changed()}
 
     @property
     def key(self) -> str:
@@ -163,8 +166,7 @@ class RunConfig:
     @property
     def group(self) -> tuple:
         """Runs with the same group share one compiled model and optimizer."""
-        structure = "|".join(f"{k}={getattr(self, k)}" for k, v in STRUCTURE_DEFAULTS.items()
-                             if getattr(self, k) != v)  # text: groups sort
+        structure = "|".join(f"{k}={v}" for k, v in self._changed().items())  # text: sorts
         return (self.family, self.data, self.optimizer, self.clip, self.multipliers,
                 self.epochs, self.batch_size, self.size, self.limit, structure)
 
@@ -178,13 +180,12 @@ class RunConfig:
     @property
     def structured(self) -> bool:
         """Whether a structure field differs from `STRUCTURE_DEFAULTS`."""
-        return any(getattr(self, k) != v for k, v in STRUCTURE_DEFAULTS.items())
+        return bool(self._changed())
 
     def label(self) -> str:
         extra = [x for x in (self.schedule, self.clip, self.multipliers)
                  if x not in ("constant", "none")]
-        extra += [f"{k}={getattr(self, k)}" for k, v in STRUCTURE_DEFAULTS.items()
-                  if getattr(self, k) != v]
+        extra += [f"{k}={v}" for k, v in self._changed().items()]
         tail = f" {'+'.join(extra)}" if extra else ""
         return (f"{self.family}/{self.data} {self.optimizer}{tail} lr={self.lr:.3g} "
                 f"seed={self.seed}")

@@ -36,8 +36,9 @@ from keras_lr._validation import check_choice
 from keras_lr.study import metrics
 from keras_lr.study.grid import OPTIMIZERS, Plan, RunConfig, Stage, rate_grid, structure_of
 
-__all__ = ["DEPTHS", "NORMS_SWEPT", "WIDTHS", "WIDTH_DEPTH", "build", "model_kwargs",
-           "select", "stages", "structure_plan", "subjects", "width_curves"]
+__all__ = ["DEPTHS", "NORMS_SWEPT", "WIDTHS", "WIDTH_DEPTH", "build", "depth_arms",
+           "model_kwargs", "norm_arms", "select", "stages", "structure_plan", "subjects",
+           "width_curves"]
 
 WIDTHS = {
     "default": {"mlp": (32, 64, 128, 256), "cnn": (4, 8, 16, 32)},
@@ -216,6 +217,24 @@ def width_curves(records, family, optimizer, param, data="digits") -> dict:
         if chosen:
             out[w] = metrics.seed_curves(chosen)
     return dict(sorted(out.items())) if len(out) > 1 else {}
+
+
+def depth_arms(records, family, optimizer, data="digits") -> dict:
+    """``{(depth, residual): runs}`` of the depth sweep of one family and optimizer (arms
+    without runs left out)."""
+    arms = {}
+    for depth, residual in itertools.product(DEPTHS, (False, True)):
+        runs = select(records, family=family, optimizer=optimizer, data=data,
+                      depth=None if depth == 1 else depth, residual=residual)
+        if runs:
+            arms[(depth, residual)] = runs
+    return arms
+
+
+def norm_arms(records, family, optimizer, data="digits") -> dict:
+    """``{norm: runs}`` for ``"none"`` and `NORMS_SWEPT` (a list may be empty)."""
+    return {n: select(records, family=family, optimizer=optimizer, data=data, norm=n)
+            for n in ("none",) + NORMS_SWEPT}
 
 
 def subjects(records, **fields):

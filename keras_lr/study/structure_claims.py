@@ -41,14 +41,20 @@ Reference:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
 
 import numpy as np
 
-from keras_lr.study import metrics
-from keras_lr.study.structure import DEPTHS, NORMS_SWEPT, select, subjects, width_curves
+from keras_lr.study import claims, metrics  # claims imports this module: attributes at call
+from keras_lr.study.structure import (
+    NORMS_SWEPT,
+    depth_arms,
+    norm_arms,
+    select,
+    subjects,
+    width_curves,
+)
 
 __all__ = ["CLAIMS", "MUP_SLOPE_TAU", "TRANSFER_STEPS", "best_log_rate", "claim_rows",
            "depth_ranges", "reference", "width_rows"]
@@ -115,17 +121,6 @@ def _slope(xs, ys) -> float:
     return float(np.polyfit(xs[ok], ys[ok], 1)[0])
 
 
-def _grid_step(curves) -> float:
-    rates = sorted({lr for seeds in curves.values() for c in seeds.values() for lr in c})
-    return float(np.median(np.diff(np.log10(rates)))) if len(rates) > 1 else 1.0
-
-
-def _claim(cid, subject, effects, tau, direction, unit, detail=""):
-    from keras_lr.study.claims import _claim as claim
-
-    return claim(cid, subject, effects, tau, direction, unit, detail)
-
-
 def _width_claims(records) -> list[dict]:
     rows = []
     pairs = subjects(records, mup_base=lambda v: v is not None)
@@ -146,12 +141,13 @@ def _width_claims(records) -> list[dict]:
                     f"{w}: {10 ** v:.3g}" for w, v in zip(widths, logs) if math.isfinite(v)))
             detail = "best rate per width; " + "; ".join(parts)
             if param == "sp" and optimizer == "adam":
-                rows.append(_claim("width_sp", label, effects, 0.0, "less",
+                rows.append(claims._claim("width_sp", label, effects, 0.0, "less",
                                    "decades per doubling", detail))
             if param == "mup":
-                rows.append(_claim("width_mup", label, effects, MUP_SLOPE_TAU, "less",
+                rows.append(claims._claim("width_mup", label, effects, MUP_SLOPE_TAU, "less",
                                    "decades per doubling (|slope|)", detail))
-            step = _grid_step(curves)
+            step = claims._grid_step({lr for seeds_ in curves.values() for c in seeds_.values()
+                               for lr in c})
             small, large = widths[0], widths[-1]
             distances, parts = [], []
             for seed in seeds:
@@ -161,7 +157,7 @@ def _width_claims(records) -> list[dict]:
                 distances.append(abs(math.log10(a / b)) if finite else float("nan"))
                 parts.append(f"seed {seed}: width {small} {a:.3g}, width {large} {b:.3g}")
             tau = round(TRANSFER_STEPS * step, 6)
-            rows.append(_claim("mup_transfer", f"{label} {'muP' if param == 'mup' else 'SP'}",
+            rows.append(claims._claim("mup_transfer", f"{label} {'muP' if param == 'mup' else 'SP'}",
                                distances, tau, "less" if param == "mup" else "greater",
                                "decades", "; ".join(parts)))
     return rows
@@ -176,23 +172,10 @@ def reference(runs) -> float:
     return best if math.isfinite(best) else 1.0
 
 
-def _ranges(runs, ref):
-    from keras_lr.study.claims import seed_ranges
-
-    return seed_ranges(runs, ref)
-
-
-def _range_width(interval, step) -> float:
-    return metrics.width(interval) if interval else -step
-
-
 def _norm_claims(records) -> list[dict]:
-    from keras_lr.study.claims import _fmt_range
-
     rows = []
     for family, optimizer, data in subjects(records, norm=lambda v: v != "none"):
-        arms = {n: select(records, family=family, optimizer=optimizer, data=data, norm=n)
-                for n in ("none",) + NORMS_SWEPT}
+        arms = norm_arms(records, family, optimizer, data)
         if not arms["none"]:
             continue
         ref = reference([r for runs in arms.values() for r in runs])
@@ -201,56 +184,43 @@ def _norm_claims(records) -> list[dict]:
             if not arms[norm]:
                 continue
             shared = rates & set(r["lr"] for r in arms[norm])
-            a = _ranges([r for r in arms["none"] if r["lr"] in shared], ref)
-            b = _ranges([r for r in arms[norm] if r["lr"] in shared], ref)
-            effects, parts = [], []
-            for seed in sorted(set(a) & set(b)):
-                if a[seed] is None or b[seed] is None:
-                    effects.append(float("nan"))
-                else:
-                    effects.append(math.log10(b[seed][1] / a[seed][1]))
-                parts.append(f"seed {seed}: none {_fmt_range(a[seed])} -> {norm} "
-                             f"{_fmt_range(b[seed])}")
-            rows.append(_claim("norm_stable", f"{family} ({optimizer}, {norm})", effects, 0.0,
-                               "greater", "decades", "; ".join(parts)))
+            a = claims.seed_ranges(arms["none"], ref, shared)
+            b = claims.seed_ranges(arms[norm], ref, shared)
+            parts = [f"seed {seed}: none {claims._fmt_range(a[seed])} -> {norm} {claims._fmt_range(b[seed])}"
+                     for seed in sorted(set(a) & set(b))]
+            rows.append(claims._claim("norm_stable", f"{family} ({optimizer}, {norm})",
+                               claims._top_shift(a, b), 0.0, "greater", "decades", "; ".join(parts)))
     return rows
 
 
 def depth_ranges(records, family, optimizer, data="digits") -> dict:
-    """``{(depth, residual): {seed: (low, high) or None}}`` and the grid step, for the depth
-    sweep of one family and optimizer (one usable threshold over all of them)."""
-    arms = {}
-    for depth, residual in itertools.product(DEPTHS, (False, True)):
-        runs = select(records, family=family, optimizer=optimizer, data=data,
-                       depth=None if depth == 1 else depth, residual=residual)
-        if runs:
-            arms[(depth, residual)] = runs
+    """``{(depth, residual): {seed: (low, high) or None}}``: each seed's stable range in the
+    depth sweep of one family and optimizer, over the rates every arm ran, with one usable
+    threshold for all the arms."""
+    arms = depth_arms(records, family, optimizer, data)
     if not arms:
         return {}
     ref = reference([r for runs in arms.values() for r in runs])
     rates = set.intersection(*(set(r["lr"] for r in runs) for runs in arms.values()))
-    return {k: _ranges([r for r in runs if r["lr"] in rates], ref) for k, runs in arms.items()}
+    return {k: claims.seed_ranges(runs, ref, rates) for k, runs in arms.items()}
 
 
 def _depth_claims(records) -> list[dict]:
-    from keras_lr.study.claims import _fmt_range
-
     rows = []
     for family, optimizer, data in subjects(records, depth=lambda v: v is not None):
         ranges = depth_ranges(records, family, optimizer, data)
         plain = sorted(d for d, res in ranges if not res)
         if len(plain) < 2:
             continue
-        rates = sorted({r["lr"] for r in select(records, family=family, optimizer=optimizer,
-                                                  data=data)})
-        step = float(np.median(np.diff(np.log10(rates)))) if len(rates) > 1 else 1.0
+        step = claims._grid_step({r["lr"] for r in select(records, family=family,
+                                                   optimizer=optimizer, data=data)})
         seeds = sorted(set.intersection(*(set(ranges[(d, False)]) for d in plain)))
-        effects = [_slope(np.log2(plain), [_range_width(ranges[(d, False)][s], step)
+        effects = [_slope(np.log2(plain), [claims._range_width(ranges[(d, False)][s], step)
                                            for d in plain]) for s in seeds]
         detail = "; ".join(f"seed {s}: " + ", ".join(
-            f"depth {d} {_fmt_range(ranges[(d, False)][s])}" for d in plain) for s in seeds)
+            f"depth {d} {claims._fmt_range(ranges[(d, False)][s])}" for d in plain) for s in seeds)
         label = f"{family} ({optimizer})"
-        rows.append(_claim("depth_narrows", label, effects, 0.0, "less",
+        rows.append(claims._claim("depth_narrows", label, effects, 0.0, "less",
                            "decades of range per doubling", detail))
         deep = [d for d in plain if d > 1 and (d, True) in ranges]
         if not deep:
@@ -259,13 +229,13 @@ def _depth_claims(records) -> list[dict]:
         for s in seeds:
             if not all(s in ranges[(d, True)] for d in deep):
                 continue
-            gains = [_range_width(ranges[(d, True)][s], step)
-                     - _range_width(ranges[(d, False)][s], step) for d in deep]
+            gains = [claims._range_width(ranges[(d, True)][s], step)
+                     - claims._range_width(ranges[(d, False)][s], step) for d in deep]
             effects.append(float(np.mean(gains)))
             parts.append(f"seed {s}: " + ", ".join(
-                f"depth {d} {_fmt_range(ranges[(d, False)][s])} -> "
-                f"{_fmt_range(ranges[(d, True)][s])}" for d in deep))
-        rows.append(_claim("residual_widens", label, effects, 0.0, "greater", "decades",
+                f"depth {d} {claims._fmt_range(ranges[(d, False)][s])} -> "
+                f"{claims._fmt_range(ranges[(d, True)][s])}" for d in deep))
+        rows.append(claims._claim("residual_widens", label, effects, 0.0, "greater", "decades",
                            "; ".join(parts)))
     return rows
 

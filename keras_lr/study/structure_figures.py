@@ -20,7 +20,6 @@ Reference:
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -125,16 +124,12 @@ def depth_ranges(records, path, data="digits"):
 
 
 def _aggregate(records, family, optimizer, data):
-    out = {}
-    for depth, residual in itertools.product(structure.DEPTHS, (False, True)):
-        runs = structure.select(records, family=family, optimizer=optimizer, data=data,
-                                 depth=None if depth == 1 else depth, residual=residual)
-        if runs:
-            out[(depth, residual)] = runs
-    if not out:
+    """``{(depth, residual): range where every seed is usable}`` of the depth sweep."""
+    arms = structure.depth_arms(records, family, optimizer, data)
+    if not arms:
         return {}
-    ref = structure_claims.reference([r for runs in out.values() for r in runs])
-    return {k: _aggregate_range(runs, ref) for k, runs in out.items()}
+    ref = structure_claims.reference([r for runs in arms.values() for r in runs])
+    return {k: _aggregate_range(runs, ref) for k, runs in arms.items()}
 
 
 def norm_ranges(records, path, data="digits"):
@@ -145,8 +140,7 @@ def norm_ranges(records, path, data="digits"):
     fig, axes = _grid(1, len(pairs), width=2.8)
     norms = ("none",) + structure.NORMS_SWEPT
     for ax, (family, optimizer) in zip(axes[0], pairs):
-        arms = {n: structure.select(records, family=family, optimizer=optimizer, data=data,
-                                     norm=n) for n in norms}
+        arms = structure.norm_arms(records, family, optimizer, data)
         ref = structure_claims.reference([r for runs in arms.values() for r in runs])
         for i, norm in enumerate(norms):
             if arms[norm]:

@@ -93,6 +93,12 @@ def build(config: RunConfig, input_shape, num_classes, seed: int):
     Under μP (``config.mup_base``) the model and its base (``width=mup_base``) are built with
     the same seed and `keras_lr.mup.parametrize` rescales the model's initial weights and swaps
     in a `MuReadout`; the shapes give the rate multipliers (`keras_lr.mup.mu_optimizer`).
+
+    Example:
+        >>> config = RunConfig("mlp", "digits", "adam", 1e-2, 0, width=32, mup_base=8)
+        >>> model, shapes = build(config, (64,), 10, seed=0)
+        >>> type(model.get_layer("output")).__name__, model.get_layer("output").width_mult
+        ('MuReadout', 4.0)
     """
     import dataclasses
 
@@ -144,6 +150,13 @@ def stages(*, families, optimizers, rates, seeds, common, depth_rates=None, norm
             `rates`; the stable ranges end in the upper part of the grid).
         depth_families, norm_families: their families (default `families`).
         depths: the depth sweep (default `DEPTHS`).
+
+    Example:
+        >>> common = dict(data="digits", epochs=1, batch_size=32, size="quick", limit=None)
+        >>> out = stages(families=("mlp",), optimizers=("adam",), rates=(0.01,), seeds=(0,),
+        ...              common=common, depths=(1, 2))
+        >>> [(s.name, len(s.configs)) for s in out]
+        [('width', 4), ('depth', 4), ('normalization', 3)]
     """
     common = dict(common)
     data, size = common.pop("data"), common["size"]
@@ -175,7 +188,14 @@ def stages(*, families, optimizers, rates, seeds, common, depth_rates=None, norm
 # ---------------------------------------------------------------------- selection
 def select(records, **fields):
     """Constant-schedule, unclipped runs matching `fields` (structure fields at their
-    defaults unless given)."""
+    defaults unless given).
+
+    Example:
+        >>> rec = {"kind": "run", "family": "mlp", "schedule": "constant", "clip": "none",
+        ...        "multipliers": "none", "norm": "batch"}
+        >>> len(select([rec], family="mlp")), len(select([rec], family="mlp", norm="batch"))
+        (0, 1)
+    """
     from keras_lr.study.grid import STRUCTURE_DEFAULTS
 
     plain = {"schedule": "constant", "clip": "none", "multipliers": "none"}
@@ -198,7 +218,12 @@ def _own(records, family, size=None):
 def width_curves(records, family, optimizer, param, data="digits") -> dict:
     """``{width: {seed: {lr: record}}}`` of the width sweep under ``param`` (``"sp"`` or
     ``"mup"``). The sweep is where the μP runs are: the smallest base width among them, their
-    depth; the SP curves are the runs of the same depth at those widths."""
+    depth; the SP curves are the runs of the same depth at those widths.
+
+    Example:
+        >>> width_curves([], "mlp", "adam", "mup") == {}
+        True
+    """
     runs = [r for r in records if r.get("kind") == "run" and r["family"] == family
             and r["data"] == data and r["optimizer"] == optimizer]
     mu = [structure_of(r) for r in runs if structure_of(r)["mup_base"] is not None]
@@ -221,7 +246,14 @@ def width_curves(records, family, optimizer, param, data="digits") -> dict:
 
 def depth_arms(records, family, optimizer, data="digits") -> dict:
     """``{(depth, residual): runs}`` of the depth sweep of one family and optimizer (arms
-    without runs left out)."""
+    without runs left out).
+
+    Example:
+        >>> rec = {"kind": "run", "family": "mlp", "optimizer": "adam", "data": "digits",
+        ...        "schedule": "constant", "clip": "none", "multipliers": "none", "depth": 4}
+        >>> list(depth_arms([rec], "mlp", "adam"))
+        [(4, False)]
+    """
     arms = {}
     for depth, residual in itertools.product(DEPTHS, (False, True)):
         runs = select(records, family=family, optimizer=optimizer, data=data,
@@ -232,14 +264,27 @@ def depth_arms(records, family, optimizer, data="digits") -> dict:
 
 
 def norm_arms(records, family, optimizer, data="digits") -> dict:
-    """``{norm: runs}`` for ``"none"`` and `NORMS_SWEPT` (a list may be empty)."""
+    """``{norm: runs}`` for ``"none"`` and `NORMS_SWEPT` (a list may be empty).
+
+    Example:
+        >>> {norm: len(runs) for norm, runs in norm_arms([], "cnn", "sgd").items()}
+        {'none': 0, 'batch': 0, 'layer': 0}
+    """
     return {n: select(records, family=family, optimizer=optimizer, data=data, norm=n)
             for n in ("none",) + NORMS_SWEPT}
 
 
 def subjects(records, **fields):
     """Sorted ``(family, optimizer, data)`` of the constant-schedule, unclipped runs whose
-    structure fields pass the predicates `fields` (e.g. ``mup_base=lambda v: v is not None``)."""
+    structure fields pass the predicates `fields` (e.g. ``mup_base=lambda v: v is not None``).
+
+    Example:
+        >>> rec = {"kind": "run", "family": "mlp", "optimizer": "adam", "data": "digits",
+        ...        "schedule": "constant", "clip": "none", "multipliers": "none",
+        ...        "norm": "layer"}
+        >>> subjects([rec], norm=lambda v: v != "none")
+        [('mlp', 'adam', 'digits')]
+    """
     found = set()
     for r in records:
         if r.get("kind") == "run" and r.get("schedule") == "constant" \

@@ -164,7 +164,13 @@ def _width_claims(records) -> list[dict]:
 
 
 def reference(runs) -> float:
-    """The best mean final score over `runs` (every variant they hold)."""
+    """The best mean final score over `runs` (every variant they hold; 1.0 without one): the
+    usable threshold's reference of a comparison.
+
+    Example:
+        >>> reference([])
+        1.0
+    """
     best = -math.inf
     for row in metrics.aggregate(runs):
         if math.isfinite(row["final_score_mean"]):
@@ -196,7 +202,12 @@ def _norm_claims(records) -> list[dict]:
 def depth_ranges(records, family, optimizer, data="digits") -> dict:
     """``{(depth, residual): {seed: (low, high) or None}}``: each seed's stable range in the
     depth sweep of one family and optimizer, over the rates every arm ran, with one usable
-    threshold for all the arms."""
+    threshold for all the arms.
+
+    Example:
+        >>> depth_ranges([], "mlp", "adam")
+        {}
+    """
     arms = depth_arms(records, family, optimizer, data)
     if not arms:
         return {}
@@ -248,7 +259,12 @@ def claim_rows(records) -> list[dict]:
 def width_rows(records, data="digits") -> list[list[str]]:
     """The width table: per family, optimizer and parametrization, the mean best grid rate
     per width and the transfer cost (final validation loss at the largest width with the rate
-    tuned at the smallest, minus its best; mean over seeds)."""
+    tuned at the smallest, minus its best; mean over seeds).
+
+    Example:
+        >>> width_rows([])
+        []
+    """
     rows = []
     for family, optimizer, d in subjects(records, mup_base=lambda v: v is not None):
         if d != data:

@@ -1,15 +1,18 @@
 """Benchmark: `parallel_fit` with 8 rates vs one ordinary `model.fit`, per model family.
 
-Claim: training 8 learning rates at once costs at most 2.5x the time of one run (8 sequential
-runs cost 8x), for the MLP, CNN, LSTM and GRU reference models (``keras_lr.models`` at their
-defaults) on digits.
+Claim: training 8 learning rates at once costs at most 2.0x the time of one run on the fastest
+backend (8 sequential runs cost 8x), for the MLP, CNN, LSTM and GRU reference models
+(``keras_lr.models`` at their defaults) on digits. The backend is Keras's
+(``KERAS_BACKEND=jax python benchmarks/sweep_speed.py``; TensorFlow when unset);
+`benchmarks/study_backends.py --sweep` runs this once per backend.
 
 "One ordinary fit" is ``model.compile(Adam, ..., metrics=["accuracy"])`` with Keras's default
-``jit_compile="auto"``, which resolves to ``False`` (no XLA) on a CPU-only TensorFlow machine,
-then ``model.fit``. ``parallel_fit`` runs with its own default, ``jit_compile="auto"`` (at 5
-epochs of digits a plain graph for every family, the CNN's convolutions grouped; XLA only for
-recurrent runs of at least ``keras_lr.sweep.convert.XLA_MIN_STEPS`` steps). A second single
-fit with ``jit_compile=True`` is timed too, for reference.
+``jit_compile="auto"`` (on a CPU-only TensorFlow machine no XLA; on JAX ``jax.jit``; on torch
+eager), then ``model.fit``. ``parallel_fit`` runs with its own default, ``jit_compile="auto"``
+(on TensorFlow, at 5 epochs of digits, a plain graph for every family, the CNN's convolutions
+grouped, XLA only for recurrent runs of at least ``keras_lr.sweep.convert.XLA_MIN_STEPS``
+steps; on JAX ``jax.jit``; on torch eager). A second single fit with ``jit_compile=True`` is
+timed too, for reference (not on torch, where ``torch.compile`` takes minutes here).
 
 Everything runs in this process, interleaved (one fit, the sweep, the XLA fit, repeat), with
 the same data, batch size and epochs; the figures are medians over the repeats. Printed per
@@ -46,7 +49,7 @@ from keras_lr.sweep import parallel_fit, replicate  # noqa: E402
 from keras_lr.sweep.fit import _train_steps  # noqa: E402  (the step count parallel_fit uses)
 
 FAMILIES = ("mlp", "cnn", "lstm", "gru")
-TARGET = 2.5
+TARGET = 2.0
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -95,7 +98,9 @@ def _engine(build, steps: int) -> str:
     jit = model.configure("auto", steps=steps)
     convs = [layer.implementation for layer in model.stack
              if getattr(layer, "implementation", None) and layer.layout == "channels"]
-    engine = "XLA" if jit else "plain graph"
+    backend = keras.backend.backend()
+    engine = ({"jax": "jax.jit", "torch": "torch.compile"}.get(backend, "XLA") if jit
+              else {"jax": "eager", "torch": "eager"}.get(backend, "plain graph"))
     return engine + (f", {convs[0]} conv" if convs else "")
 
 
@@ -105,11 +110,14 @@ def run_family(family: str, rates, epochs: int, batch_size: int, limit, repeats:
     def build(seed=0):
         return models.build(family, ds.input_shape, ds.num_classes, seed=seed)
 
+    # torch.compile (jit_compile=True on torch) costs minutes here: no compiled reference there
+    compiled = keras.backend.backend() != "torch"
     runs = {"one": [], "many": [], "xla": []}
     for _ in range(repeats):
         runs["one"].append(_single(build, ds, float(rates[0]), epochs, batch_size, "auto"))
         runs["many"].append(_sweep(build, ds, rates, epochs, batch_size))
-        runs["xla"].append(_single(build, ds, float(rates[0]), epochs, batch_size, True))
+        runs["xla"].append(_single(build, ds, float(rates[0]), epochs, batch_size, True)
+                           if compiled else (np.nan, np.nan))
     med = {k: np.median(np.asarray(v), axis=0) for k, v in runs.items()}
     return {
         "family": family,
@@ -134,10 +142,11 @@ def main(argv=None) -> None:
     repeats = args.repeats or (1 if args.quick else 3)
     limit = 600 if args.quick else None
     rates = np.geomspace(1e-4, 1e-1, args.replicas)
-    table = Table(title=f"parallel_fit, {args.replicas} rates vs one ordinary fit (no XLA), "
-                        f"{epochs} epochs, batch {args.batch_size}, median of {repeats}")
+    table = Table(title=f"parallel_fit on {keras.backend.backend()}, {args.replicas} rates vs "
+                        f"one ordinary fit (Keras's default jit_compile), {epochs} epochs, "
+                        f"batch {args.batch_size}, median of {repeats}")
     for column in ("family", "one fit (s)", f"{args.replicas} rates (s)", "total ratio",
-                   "steady ratio", "steady vs XLA fit", "sweep runs", f"<= {TARGET}x"):
+                   "steady ratio", "steady vs compiled fit", "sweep runs", f"<= {TARGET}x"):
         table.add_column(column)
     for family in args.families:
         r = run_family(family, rates, epochs, args.batch_size, limit, repeats)

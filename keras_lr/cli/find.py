@@ -65,8 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--verify", type=int_at_least(2), default=None, metavar="K",
         help="then train K rates around the valley suggestion (a decade either side) at "
-        "once for --verify-epochs, report which won and plot them (DIR/lr_verify.png); "
-        "TensorFlow backend only",
+        "once for --verify-epochs, report which won and plot them (DIR/lr_verify.png)",
     )
     parser.add_argument(
         "--verify-epochs", type=int_at_least(1), default=2, help="epochs of --verify (2)"

@@ -4,8 +4,7 @@ A range test reads a rate off a loss curve measured while the rate grows; it doe
 at any fixed rate. `verify_rates` closes that gap cheaply: it trains copies of the model at
 `count` log-spaced rates around the suggestion (``rate * span ** linspace(-1, 1, count)``, one
 decade either side by default) for a short budget, in one `keras_lr.sweep.parallel_fit`, and
-returns the `SweepResult` (``result.best()`` names the winning rate). TensorFlow backend only,
-like `keras_lr.sweep`: elsewhere both functions raise a one-line `ValueError`.
+returns the `SweepResult` (``result.best()`` names the winning rate), on every backend.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ def verify_rates(model: keras.Model, x, y, rate: float, *, count: int = 5, span:
 
     Raises:
         ValueError: bad arguments, an uncompiled model, a layer `parallel_fit` cannot
-            replicate, or a backend other than TensorFlow (`keras_lr.sweep` needs it).
+            replicate.
 
     Example:
         >>> from keras_lr import data, find_lr, models
@@ -53,7 +52,6 @@ def verify_rates(model: keras.Model, x, y, rate: float, *, count: int = 5, span:
         >>> len(result)
         3
     """
-    _require_tensorflow()
     from keras_lr.sweep import parallel_fit
 
     rate = check_float("rate", rate, minimum=0.0, strict=True)
@@ -86,8 +84,7 @@ def check_verifiable(model: keras.Model) -> None:
         TypeError: not a compiled Keras model, or an optimizer that cannot be replicated
             (a wrapper such as ``LossScaleOptimizer``).
         ValueError: a model or layer `parallel_fit` cannot replicate (not a
-            `keras.Sequential`, an unsupported layer), a loss it cannot resolve, or a backend
-            other than TensorFlow.
+            `keras.Sequential`, an unsupported layer), or a loss it cannot resolve.
 
     Example:
         >>> from keras_lr import models
@@ -95,7 +92,6 @@ def check_verifiable(model: keras.Model) -> None:
         >>> model.compile("adam", "sparse_categorical_crossentropy")
         >>> check_verifiable(model)  # no error: verify_rates can train it
     """
-    _require_tensorflow()
     from keras_lr.sweep import replicate, replicated_optimizer
     from keras_lr.sweep.metrics import resolve_loss
 
@@ -103,14 +99,6 @@ def check_verifiable(model: keras.Model) -> None:
     replicate([_clone(model), _clone(model)])
     replicated_optimizer(_fresh_optimizer(model), [1.0, 1.0])
     resolve_loss(model.loss)
-
-
-def _require_tensorflow() -> None:
-    from keras_lr.sweep import require_tensorflow
-
-    require_tensorflow("verify_rates (keras-lr find --verify, built on keras_lr.sweep)",
-                       "check the suggestion with a short `model.fit` per rate, or run "
-                       "`keras-lr find` without --verify")
 
 
 def _check_compiled(model) -> None:

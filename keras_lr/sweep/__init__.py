@@ -1,7 +1,9 @@
 """Parallel learning-rate sweeps: N rates trained at once in one replicated Keras model.
 
-TensorFlow backend only (`require_tensorflow`: a one-line error names the alternative on JAX
-and PyTorch). `parallel_fit` builds one model per rate, stacks them into a `ReplicaModel`
+On every backend: the replicated layers are `keras.ops` (einsum, grouped convolutions, a
+replicated recurrent cell; TensorFlow's own grouped convolution and ``tf.while_loop`` only on
+TensorFlow, `keras.ops.conv` and `keras.ops.scan` elsewhere), trained by ``model.fit``.
+`parallel_fit` builds one model per rate, stacks them into a `ReplicaModel`
 whose layers compute every replica with batched operations, and trains them together;
 `SweepResult` holds the per-replica histories, divergence flags and the trained models.
 
@@ -13,10 +15,6 @@ Example:
     >>> len(result)
     2
 """
-
-import functools
-
-import keras
 
 from keras_lr.sweep import convert as _convert
 from keras_lr.sweep import fit as _fit
@@ -30,41 +28,9 @@ __all__ = [
     "parallel_fit",
     "replicate",
     "replicated_optimizer",
-    "require_tensorflow",
 ]
 
 
-def require_tensorflow(feature: str = "keras_lr.sweep",
-                       alternative: str = "train one model per rate with `model.fit`") -> None:
-    """Raise a one-line `ValueError` unless Keras runs on TensorFlow.
-
-    The replicated models of `keras_lr.sweep` (and the study's parallel engine built on them)
-    use TensorFlow ops that have no portable form yet; on JAX and PyTorch they refuse with
-    this message instead of failing inside, or with ``ModuleNotFoundError`` where TensorFlow is
-    not installed.
-
-    Example:
-        >>> import keras
-        >>> if keras.backend.backend() == "tensorflow":
-        ...     require_tensorflow()  # no error on TensorFlow
-    """
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise ValueError(
-            f"{feature} needs the TensorFlow backend (KERAS_BACKEND=tensorflow); on "
-            f"{backend} {alternative}."
-        )
-
-
-def _tensorflow_only(function):
-    @functools.wraps(function)
-    def gated(*args, **kwargs):
-        require_tensorflow()
-        return function(*args, **kwargs)
-
-    return gated
-
-
-parallel_fit = _tensorflow_only(_fit.parallel_fit)
-replicate = _tensorflow_only(_convert.replicate)
-replicated_optimizer = _tensorflow_only(_optimizer.replicated_optimizer)
+parallel_fit = _fit.parallel_fit
+replicate = _convert.replicate
+replicated_optimizer = _optimizer.replicated_optimizer

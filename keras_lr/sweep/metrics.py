@@ -186,8 +186,8 @@ class ReplicaMean(keras.metrics.Metric):
         return ops.divide_no_nan(self.total, self.count)
 
     def reset_state(self):
-        self.total.assign(ops.zeros_like(self.total))
-        self.count.assign(ops.zeros_like(self.count))
+        self.total.assign(ops.zeros(self.total.shape, self.total.dtype))
+        self.count.assign(ops.zeros((), self.count.dtype))
 
     def get_config(self):
         return {"name": self.name, "num_replicas": self.num_replicas,

@@ -104,7 +104,7 @@ class ReplicaOptimizerMixin:
             v.assign(ops.where(keep, v.value, old))  # read after the update
         newly = ops.logical_and(was_alive, ops.logical_not(alive))
         step = ops.cast(self.iterations, "float32")
-        self.replica_diverged_step.assign(ops.where(newly, step, self.replica_diverged_step))
+        self.replica_diverged_step.assign(ops.where(newly, step, self.replica_diverged_step.value))
         self.replica_alive.assign(ops.cast(alive, "float32"))
 
     def _clip_gradients(self, grads):
@@ -143,6 +143,18 @@ class ReplicaOptimizerMixin:
     def update_step(self, gradient, variable, learning_rate):
         # Frozen replicas get a zero rate here; `_backend_apply_gradients` restores them.
         super().update_step(gradient, variable, self._replica_rate(learning_rate, variable))
+
+
+def _keras_class(cls):
+    """The Keras class of an optimizer class: on torch, ``keras.optimizers.Adam()`` builds a
+    fused subclass (``keras.src.backend.torch.optimizers``) whose update never calls
+    `update_step`, where the per-replica rates apply; its Keras parent runs the per-variable
+    path. Any other class is itself."""
+    public = getattr(keras.optimizers, cls.__name__, None)
+    if (isinstance(public, type) and cls is not public and issubclass(cls, public)
+            and cls.__module__.startswith("keras.src.backend.")):
+        return public
+    return cls
 
 
 @functools.cache
@@ -184,12 +196,13 @@ def replicated_optimizer(optimizer, rates, learning_rate=1.0):
             optimizer,
             TypeError,
         )
-    if type(base).__name__ not in ELEMENTWISE_OPTIMIZERS or type(base) is not getattr(
-            keras.optimizers, type(base).__name__, None):
+    cls = _keras_class(type(base))
+    if cls.__name__ not in ELEMENTWISE_OPTIMIZERS or cls is not getattr(
+            keras.optimizers, cls.__name__, None):
         fail(
             "optimizer",
             "must be an element-wise Keras optimizer (one of "
-            f"{', '.join(ELEMENTWISE_OPTIMIZERS)}); others, here {type(base).__name__}, may "
+            f"{', '.join(ELEMENTWISE_OPTIMIZERS)}); others, here {cls.__name__}, may "
             "compute norms or statistics over whole variables, which would mix the replicas "
             "stacked in them",
             optimizer,
@@ -204,6 +217,6 @@ def replicated_optimizer(optimizer, rates, learning_rate=1.0):
             config["gradient_accumulation_steps"],
         )
     config.pop("learning_rate", None)
-    opt = _subclass(type(base))(learning_rate=learning_rate, **config)
+    opt = _subclass(cls)(learning_rate=learning_rate, **config)
     opt.replica_rates = np.asarray(rates, dtype="float32")
     return opt

@@ -101,14 +101,12 @@ class ReplicatedRecurrent(keras.layers.Layer):
             kind, num_replicas, input_dim, units)
         self.return_sequences, self.layout = return_sequences, layout
         self.cell = _ReplicatedCell(kind, num_replicas, units, activation,
-                                    recurrent_activation, use_bias, name="cell")
+                                    recurrent_activation, use_bias, name=f"{self.name}_cell")
         gates = self.cell.gates
         self.kernel = _replica_weight(self, "kernel", (num_replicas, input_dim, gates * units))
         self.built = True
 
     def call(self, x):
-        import tensorflow as tf  # TensorArrays: per-step reads whose gradients stay O(1)
-
         n, u = self.num_replicas, self.units
         # Time-major, replica-major projection (T, N, B, G*U) as one broadcast batched matmul
         # (an einsum to that layout costs 3x more forward and backward without XLA).
@@ -121,6 +119,10 @@ class ReplicatedRecurrent(keras.layers.Layer):
         steps = x.shape[1] if x.shape[1] is not None else ops.shape(proj)[0]
         zeros = ops.zeros((n, ops.shape(x)[0], u), dtype=proj.dtype)
         states = (zeros, zeros) if self.kind == "lstm" else (zeros,)
+        if keras.backend.backend() != "tensorflow":
+            return self._scan(proj, states)
+        import tensorflow as tf  # TensorArrays: per-step reads whose gradients stay O(1)
+
         # Reading step t from a TensorArray (not slicing `proj[t]`) keeps the backward pass
         # O(1) per step: the gradient of a slice of a captured tensor is a full-size tensor,
         # built and summed once per step (2.2x slower without XLA, measured).
@@ -142,4 +144,17 @@ class ReplicatedRecurrent(keras.layers.Layer):
         )
         if self.return_sequences:
             return ops.transpose(outputs[0].stack(), (2, 0, 1, 3))  # (T, N, B, U) -> (B, T, N, U)
+        return ops.transpose(states[0], (1, 0, 2))  # (N, B, U) -> (B, N, U)
+
+    def _scan(self, proj, states):
+        """The loop on JAX and PyTorch: `keras.ops.scan` over the time-major projection
+        (``lax.scan`` on JAX, a Python loop on torch)."""
+
+        def step(states, inputs):
+            new = tuple(self.cell.step(inputs, states))
+            return new, (new[0] if self.return_sequences else None)
+
+        states, outputs = ops.scan(step, states, proj)
+        if self.return_sequences:
+            return ops.transpose(outputs, (2, 0, 1, 3))  # (T, N, B, U) -> (B, T, N, U)
         return ops.transpose(states[0], (1, 0, 2))  # (N, B, U) -> (B, N, U)

@@ -154,6 +154,9 @@ class ReplicatedConv2D(keras.layers.Layer):
         return ops.reshape(kernel, self.kernel_size + (c, n * f))
 
     def _conv(self, x, kernel):
+        if keras.backend.backend() != "tensorflow":  # JAX, torch: groups = channels // C
+            return ops.conv(x, kernel, self.strides, self.padding, "channels_last",
+                            self.dilation_rate)
         import tensorflow as tf  # grouped convolutions: TF's own op (Keras forces XLA on them)
 
         return tf.nn.convolution(x, kernel, self.strides, self.padding.upper(),

@@ -82,10 +82,8 @@ def test_bad_input_exits_2(argv, words, capsys, tmp_path):
     assert not (tmp_path / "lr_find.png").exists()
 
 
-SWEEP = "--verify trains its rates with keras_lr.sweep, TensorFlow only (until issue 15 part 2)"
 
 
-@pytest.mark.backends("tensorflow", reason=SWEEP)
 def test_find_verify_trains_rates_around_the_valley(tmp_path, capsys):
     status, out, err = run(
         ["find", "--model", "mlp", "--num-steps", "40", "--start-lr", "1e-4", "--end-lr", "10",
@@ -124,20 +122,6 @@ def test_out_under_a_file_exits_2_before_training(tmp_path, capsys, no_range_tes
     assert err.count("\n") == 1
 
 
-@pytest.mark.backends("jax", "torch", reason="the refusal of the backends keras_lr.sweep lacks")
-def test_verify_refuses_the_backend_in_one_line_before_training(tmp_path, capsys, no_range_test):
-    status, out, err = run(["find", "--model", "mlp", "--num-steps", "10", "--verify", "2",
-                            "--out", str(tmp_path / "o")], capsys)
-    assert (status, out) == (2, "")
-    backend = keras.backend.backend()
-    assert err.startswith("keras-lr: error: --verify: verify_rates (keras-lr find --verify, "
-                          "built on keras_lr.sweep) needs the TensorFlow backend "
-                          f"(KERAS_BACKEND=tensorflow); on {backend} ")
-    assert err.count("\n") == 1
-    assert not (tmp_path / "o").exists()  # nothing written
-
-
-@pytest.mark.backends("tensorflow", reason=SWEEP)
 @pytest.mark.filterwarnings("ignore:Skipping variable loading")  # unbuilt optimizer saved
 def test_verify_refuses_a_model_it_cannot_replicate_before_training(tmp_path, capsys,
                                                                     no_range_test):

@@ -56,7 +56,8 @@ def _assert_matches(result, i, model, history, atol=2e-5):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize(
-    "family", ["mlp"] + [pytest.param(f, marks=pytest.mark.slow) for f in ("cnn", "lstm", "gru")]
+    "family", ["mlp"] + [pytest.param(f, marks=[pytest.mark.slow, pytest.mark.every_backend])
+                         for f in ("cnn", "lstm", "gru")]
 )
 def test_each_replica_equals_a_separate_fit(family, optimizer, clear_session):
     ds = _dataset(family)
@@ -107,6 +108,7 @@ def test_random_layers_that_would_share_noise_are_refused(clear_session):
 
 
 @pytest.mark.slow
+@pytest.mark.every_backend
 @pytest.mark.parametrize("jit_compile", ["auto", True])  # "auto": a plain graph at this size
 def test_stacked_recurrent_layers_match(jit_compile, clear_session):
     ds = _dataset("lstm2")

@@ -99,9 +99,10 @@ def test_bad_optimizer_and_schedule(ds):
 
 def test_replicate_keeps_each_models_function(ds):
     nets = [_build(ds, s) for s in range(3)]
-    stacked = replicate(nets)(ds.x_val)
+    stacked = keras.ops.convert_to_numpy(replicate(nets).predict(ds.x_val, verbose=0))
     for i, net in enumerate(nets):
-        np.testing.assert_allclose(stacked[:, i], net(ds.x_val), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(stacked[:, i], net.predict(ds.x_val, verbose=0),
+                                   rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("implementation", ["grouped", "patches", "split"])
@@ -122,14 +123,24 @@ def test_replicated_conv_matches_conv2d(padding, strides, implementation):
     for layer in model.stack:
         if hasattr(layer, "implementation"):
             layer.implementation = implementation
-    stacked = model(x)
+    stacked = model.predict(x, verbose=0)
     for i, net in enumerate(nets):
-        np.testing.assert_allclose(stacked[:, i], net(x), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(stacked[:, i], net.predict(x, verbose=0), rtol=1e-5,
+                                   atol=1e-5)
 
 
 def test_configure_resolves_auto_per_architecture(ds):
-    from keras_lr.sweep.convert import XLA_MIN_STEPS, grouped_conv_available
+    from keras_lr.sweep.convert import CONV_IMPLEMENTATION, XLA_MIN_STEPS, grouped_conv_available
 
+    backend = keras.backend.backend()
+    if backend != "tensorflow":  # jax.jit on JAX, eager on torch; their own convolutions
+        convs = replicate([models.cnn((8, 8, 1), 10, filters=(2, 2), dense=4, seed=s)
+                           for s in range(2)])
+        for model in (replicate([_build(ds, s) for s in range(2)]), convs):
+            assert model.configure("auto", steps=XLA_MIN_STEPS) is (backend == "jax")
+            assert model.configure(False) is False and model.configure(True) is True
+        assert convs.stack[2].implementation == CONV_IMPLEMENTATION[backend]
+        return
     assert replicate([_build(ds, s) for s in range(2)]).configure("auto") is False
     rnns = replicate([models.rnn((8, 8), 10, cell="gru", units=4, seed=s) for s in range(2)])
     assert rnns.configure("auto") is False  # unknown length: a plain graph

@@ -36,24 +36,6 @@ def pytest_configure(config):
     )
 
 
-# Whole test folders whose subject runs on one backend only, unless a test there says
-# otherwise with its own `backends` marker (e.g. the tests of the one-line refusal elsewhere).
-BACKEND_FOLDERS = {
-    "sweep": (("tensorflow",), "keras_lr.sweep builds TensorFlow graphs (the sweep on JAX and "
-                               "torch is issue 16)"),
-    "study": (("tensorflow",), "the study's engines run on TensorFlow (the study on JAX and "
-                               "torch is issue 16)"),
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        folder = item.path.parent.name
-        if folder in BACKEND_FOLDERS and item.get_closest_marker("backends") is None:
-            names, reason = BACKEND_FOLDERS[folder]
-            item.add_marker(pytest.mark.backends(*names, reason=reason))
-
-
 def pytest_runtest_setup(item):
     for marker in item.iter_markers(name="backends"):
         if BACKEND not in marker.args:

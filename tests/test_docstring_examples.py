@@ -15,14 +15,17 @@ MODULES = sorted(
 )
 
 
-#: Modules whose subject runs on TensorFlow only: their examples fail, as documented, elsewhere.
-TENSORFLOW_ONLY = ("keras_lr.sweep", "keras_lr.finder.verify", "keras_lr.study")
+#: Each backend's own modules (imported only on it).
+BACKEND_MODULES = {"keras_lr.finder.tf_loop": "tensorflow", "keras_lr.finder.jax_loop": "jax",
+                   "keras_lr.finder.torch_loop": "torch",
+                   "keras_lr.study._tensorflow_epochs": "tensorflow",
+                   "keras_lr.study._jax_epochs": "jax", "keras_lr.study._torch_epochs": "torch"}
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    if keras.backend.backend() != "tensorflow" and name.startswith(TENSORFLOW_ONLY):
-        pytest.skip(f"{name} runs on TensorFlow only (the sweep on JAX and torch is issue 16)")
+    if BACKEND_MODULES.get(name, keras.backend.backend()) != keras.backend.backend():
+        pytest.skip(f"{name} is the {BACKEND_MODULES[name]} backend's module")
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

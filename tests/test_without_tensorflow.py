@@ -1,6 +1,6 @@
 """On JAX and PyTorch keras-lr needs no TensorFlow: a subprocess where ``import tensorflow``
 fails (a `sys.meta_path` finder, as if it were not installed) imports every module, runs the
-range test and the callbacks, and gets the one-line backend error from `keras_lr.sweep`."""
+range test, the callbacks, a parallel sweep and a study run."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ SCRIPT = textwrap.dedent('''
 
     backend = keras.backend.backend()
     for info in pkgutil.walk_packages(keras_lr.__path__, "keras_lr."):
-        if info.name == "keras_lr.finder.tf_loop" or info.name.endswith("__main__"):
-            continue  # the TensorFlow backend's own loop module
+        if info.name in ("keras_lr.finder.tf_loop", "keras_lr.study._tensorflow_epochs") \
+                or info.name.endswith("__main__"):
+            continue  # the TensorFlow backend's own loop modules
         importlib.import_module(info.name)
 
     rng = np.random.default_rng(0)
@@ -47,12 +48,14 @@ SCRIPT = textwrap.dedent('''
         cbs.LRMonitor(), cbs.ReduceLROnPlateau(patience=1),
         cbs.LRScheduler(keras_lr.schedules.StepDecay(0.01, step_size=1, gamma=0.5))])
     assert len(history.history["learning_rate"]) == 2
-    try:
-        keras_lr.sweep.parallel_fit(lambda: model, [1e-3], x, y)
-    except ValueError as error:
-        assert str(error).startswith("keras_lr.sweep needs the TensorFlow backend"), error
-    else:
-        raise AssertionError("keras_lr.sweep ran without TensorFlow")
+    build = lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    sweep = keras_lr.sweep.parallel_fit(build, [1e-3, 1e-2], x, y, loss="mse", metrics=())
+    assert sweep.history["loss"].shape == (1, 2), sweep.history
+    from keras_lr.study import grid, runner
+    config = grid.RunConfig("mlp", "digits", "adam", 1e-2, 0, epochs=1, size="quick",
+                            limit=200)
+    record = runner.Runner().run(config)
+    assert record["epochs_run"] == 1 and record["final_score"] > 0.1, record
     assert not any(name.startswith("tensorflow") for name in sys.modules)
     print("ok")
 ''')

@@ -67,9 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="CI-sized study: small models, 3 epochs, ~1-2 minutes")
     parser.add_argument(
         "--parallel", action=argparse.BooleanOptionalAction, default=None,
-        help="train the rates of one model, optimizer and seed at once in one replicated "
-        "model (keras_lr.sweep); default: where measured faster (the CNN; batches of 2+ "
-        "runs without AGC or layer-wise multipliers)")
+        help="train the rates of one model, optimizer and seed at once (a replicated "
+        "model of keras_lr.sweep on TensorFlow and torch, jax.vmap on JAX); default: where "
+        "measured faster (TensorFlow: the CNN; torch: every model; JAX: none)")
     parser.add_argument("--plan", choices=_PLANS,
                         help="a named plan: default, quick (= --quick), standard (MNIST-5k, "
                         "Fashion-MNIST, CIFAR-10 where present; with --quick a reduced one) or "

@@ -81,12 +81,18 @@ def worker_env(workers: int, cores: int | None = None) -> dict:
         >>> worker_env(2, cores=8)["KERAS_LR_THREADS"]
         '4'
     """
+    import keras
+
     threads = max(1, (cores or os.cpu_count() or 1) // workers)
-    return {THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads),
-            "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-            "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
-            "KERAS_BACKEND": "tensorflow",
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    env = {THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+           "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
+           "KERAS_BACKEND": keras.backend.backend(),  # the workers run the client's backend
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    if threads == 1:  # XLA:CPU (JAX) has no thread-count flag, only single-threaded Eigen
+        flags = os.environ.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+    return env
 
 
 def connect(scheduler: str | None = None, workers: int | None = None):
@@ -169,14 +175,15 @@ _STATE: dict = {}
 
 
 def worker_threads() -> dict:
-    """Limit this process's TensorFlow threads once (before its first op); return them.
+    """Limit this process's framework threads once (before its first op); return them.
 
     Intra-op threads: ``$KERAS_LR_THREADS``, else the Dask worker's thread count, else all
-    cores; inter-op threads: 1.
+    cores; inter-op threads: 1. TensorFlow and PyTorch are set here; JAX reads its flags
+    (`worker_env`'s ``XLA_FLAGS``) when it starts, so its figures are the requested ones.
     """
     if "threads" in _STATE:
         return _STATE["threads"]
-    import tensorflow as tf
+    import keras
 
     want = os.environ.get(THREADS_ENV)
     if not want:
@@ -187,6 +194,23 @@ def worker_threads() -> dict:
         except (ImportError, ValueError):
             want = os.cpu_count() or 1
     want = max(1, int(want))
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(want)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # torch already ran parallel work in this process
+            pass
+        _STATE["threads"] = {"intra_op": torch.get_num_threads(),
+                             "inter_op": torch.get_num_interop_threads(), "pid": os.getpid()}
+        return _STATE["threads"]
+    if backend != "tensorflow":
+        _STATE["threads"] = {"intra_op": want, "inter_op": 1, "pid": os.getpid()}
+        return _STATE["threads"]
+    import tensorflow as tf
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(want)
         tf.config.threading.set_inter_op_parallelism_threads(1)

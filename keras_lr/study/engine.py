@@ -183,10 +183,14 @@ def _waves(stages, together: bool) -> list[list]:
 def _records(todo: list, runner: Runner):
     """Yield ``(config, record)`` for every config of `todo` (sorted by kind, group, seed):
     runs group by group through `run_group` (parallel batches where allowed), range tests one
-    by one."""
-    for (kind, _), chunk in itertools.groupby(
-            todo, key=lambda c: (c.kind, getattr(c, "group", None))):
-        chunk = list(chunk)
+    by one. Before a group's runs, the next group's trainer is built (`Runner.prepare`: on JAX
+    it then compiles while this group trains)."""
+    chunks = [(kind, list(chunk)) for (kind, _), chunk in itertools.groupby(
+        todo, key=lambda c: (c.kind, getattr(c, "group", None)))]
+    for index, (kind, chunk) in enumerate(chunks):
+        following = chunks[index + 1] if index + 1 < len(chunks) else None
+        if following is not None and following[0] == "run":
+            runner.prepare(following[1])
         if kind == "run":
             by_key = {c.key: c for c in chunk}
             for record in run_group(chunk, runner):

@@ -16,10 +16,12 @@ every rate, seed and schedule of the group:
   iterations, the guard's counters) is put back to its freshly built value, so a run gives
   the same numbers as a freshly built model (tested).
 
-One epoch is one compiled call: a ``tf.while_loop`` over the steps, each step a
-``GradientTape`` forward/backward pass and ``optimizer.apply`` (the whole epoch is
-XLA-compiled for MLPs and RNNs; CNNs run as a plain TensorFlow graph, which on CPU compiles
-in a tenth of the time and runs about as fast as XLA for these sizes). The
+One epoch is one compiled call of the backend's module (`epochs_module`, one per backend):
+on TensorFlow a ``tf.while_loop`` over the steps, each a ``GradientTape`` forward/backward
+pass and ``optimizer.apply`` (XLA-compiled for MLPs and RNNs; CNNs run as a plain TensorFlow
+graph, which on CPU compiles in a tenth of the time and runs about as fast as XLA for these
+sizes); on JAX Keras's stateless step in one jitted ``lax.scan`` (a CNN's steps jitted one by
+one); on torch one eager step per batch. The
 batch order is a seeded permutation per epoch (``numpy.random.default_rng([seed, 1])``); the
 incomplete last batch is dropped so every step has one shape. The validation set is scored
 in one compiled call after each epoch.
@@ -65,7 +67,15 @@ ADDING_KWARGS = {"n": 1000, "length": 20}
 """The adding problem used by the study: 1,000 sequences of 20 steps."""
 TARGET_SCORE = 0.9
 """Target of `epochs_to_target`: 0.9 accuracy (classification) or 0.9 skill (regression)."""
-_EPOCH_JIT = ("mlp", "lstm", "gru")  # whole epoch under XLA; CNN: TF graph (compiles faster)
+
+
+def epochs_module():
+    """The module of the backend's compiled epoch (``Epochs``, and ``Replicas`` on JAX)."""
+    import importlib
+
+    import keras
+
+    return importlib.import_module(f"keras_lr.study._{keras.backend.backend()}_epochs")
 
 
 def make_schedule(name: str, total_steps: int, steps_per_epoch: int, peak: float = 1.0, *,
@@ -209,14 +219,14 @@ class _Data:
         self._tensors = None
 
     def tensors(self):
-        """``(x_train, y_train, x_val, y_val)`` as TensorFlow constants, made once and shared by
-        every trainer of this data set (CIFAR-10's training images are 590 MB as float32)."""
+        """``(x_train, y_train, x_val, y_val)`` as tensors of the backend, made once and shared
+        by every trainer of this data set (CIFAR-10's training images are 590 MB as float32)."""
         if self._tensors is None:
-            import tensorflow as tf
+            import keras
 
             ds = self.ds
-            self._tensors = tuple(tf.constant(a) for a in (ds.x_train, ds.y_train, ds.x_val,
-                                                           ds.y_val))
+            self._tensors = tuple(keras.ops.convert_to_tensor(a)
+                                  for a in (ds.x_train, ds.y_train, ds.x_val, ds.y_val))
         return self._tensors
 
 
@@ -247,6 +257,23 @@ class Runner:
             self._weights[key] = [np.array(w) for w in _build(config, data, seed)[0]
                                   .get_weights()]
         return self._weights[key]
+
+    def prepare(self, configs) -> None:
+        """Build the trainer of the group of ``configs[0]`` ahead of its runs, if its first
+        batch will run one by one; on JAX the group's functions then compile in the background
+        while the runs before it train. An error in building it is left to the group's first
+        run, where it is raised."""
+        from keras_lr.study.parallel import use_parallel
+
+        first = configs[0]
+        if first.group in self._trainers:
+            return
+        batch = [c for c in configs if c.seed == first.seed]
+        try:
+            if not use_parallel(batch, self.parallel):
+                self._trainers[first.group] = _Trainer(self, first)
+        except Exception:  # noqa: BLE001 - raised again by the group's own first run
+            self._trainers.pop(first.group, None)
 
     def run(self, config: RunConfig) -> dict:
         """Train one run and return its record."""
@@ -296,11 +323,15 @@ def _build(config, data: _Data, seed):
 
 
 class _Trainer:
-    """The compiled model, optimizer and functions of one group."""
+    """The compiled model, optimizer and functions of one group.
 
-    def __init__(self, runner: Runner, config: RunConfig):
+    With ``replicas=True`` (JAX) the epoch is the backend's ``Replicas``: the same step mapped
+    over stacked replica states (`keras_lr.study.parallel`), the variables then only the
+    template every replica's state is read from.
+    """
+
+    def __init__(self, runner: Runner, config: RunConfig, replicas: bool = False):
         import keras
-        import tensorflow as tf
 
         from keras_lr.optimizers import base_optimizer, find_lr_scale
 
@@ -328,7 +359,6 @@ class _Trainer:
                 f"{len(ds.x_train)} training samples are fewer than one batch of "
                 f"{config.batch_size}"
             )
-        x_train, y_train, x_val, y_val = self.data.tensors()
         regression = self.data.regression
         baseline_mse = float(self.data.baseline_mse)
 
@@ -341,43 +371,10 @@ class _Trainer:
                                    keras.ops.cast(y, "int32"))
             return loss, keras.ops.mean(keras.ops.cast(hits, "float32"))
 
-        variables = model.trainable_variables
-        scale = self.scale
-
-        def step(x, y, rate):
-            scale.assign(rate)
-            with tf.GradientTape() as tape:
-                loss, _ = loss_and_score(y, model(x, training=True))
-            grads = tape.gradient(loss, variables)
-            opt.apply(grads, variables)
-            return loss
-
-        epoch_jit = config.family in _EPOCH_JIT
-        steps = self.steps
-        estimate = self.estimate
-
-        def epoch(perm, rates):
-            def body(j, out, *track):
-                idx = perm[j]
-                loss = step(tf.gather(x_train, idx), tf.gather(y_train, idx), rates[j])
-                if track:  # the estimate d after the step
-                    track = (track[0].write(j, tf.cast(estimate, tf.float64)),)
-                return (j + 1, out.write(j, loss), *track)
-
-            start = (tf.constant(0), tf.TensorArray(tf.float32, steps))
-            if estimate is not None:
-                start += (tf.TensorArray(tf.float64, steps),)
-            _, *arrays = tf.while_loop(lambda j, *_: j < steps, body, start)
-            return tuple(a.stack() for a in arrays) if estimate is not None \
-                else arrays[0].stack()
-
-        self.epoch = tf.function(epoch, jit_compile=epoch_jit)
-
-        @tf.function(jit_compile=epoch_jit)
-        def evaluate():
-            return loss_and_score(y_val, model(x_val, training=False))
-
-        self._evaluate = evaluate
+        module = epochs_module()
+        epochs = module.Replicas if replicas else module.Epochs
+        self.epochs = epochs(model, opt, self.scale, self.estimate, self.data.tensors(),
+                             self.steps, self.batch_size, loss_and_score, config.family)
         self.n_train = len(ds.x_train)
 
     def evaluate(self):
@@ -385,12 +382,12 @@ class _Trainer:
         variables hold y again afterwards), as `keras_lr.callbacks.ScheduleFreeEval` does for
         `fit`'s validation."""
         if not self.schedule_free:
-            return self._evaluate()
+            return self.epochs.evaluate()
         from keras_lr.callbacks import schedule_free_eval, schedule_free_train
 
         schedule_free_eval(self.optimizer)
         try:
-            return self._evaluate()
+            return self.epochs.evaluate()
         finally:
             schedule_free_train(self.optimizer)
 
@@ -414,7 +411,7 @@ class _Trainer:
         keras.utils.set_random_seed(config.seed)
         self.reset(config)
         table = self.rate_table(config)
-        initial_loss, _ = (float(v) for v in self.evaluate())
+        initial_loss, _ = self.evaluate()
         rng = np.random.default_rng([config.seed, 1])
         used = self.steps * self.batch_size
         train_losses, val_losses, scores, step_losses, estimates = [], [], [], [], []
@@ -422,12 +419,10 @@ class _Trainer:
         for e in range(config.epochs):
             perm = rng.permutation(self.n_train)[:used].reshape(self.steps, self.batch_size)
             rates = table[e * self.steps:(e + 1) * self.steps]
-            losses = self.epoch(perm.astype(np.int32), rates)
-            if self.estimate is not None:
-                losses, d = losses
-                estimates += [float(f"{v:.6g}") for v in d.numpy()]
-            losses = losses.numpy().astype(np.float64)
-            val_loss, score = (float(v) for v in self.evaluate())
+            losses, d = self.epochs.run(perm, rates)
+            if d is not None:
+                estimates += [float(f"{v:.6g}") for v in d]
+            val_loss, score = self.evaluate()
             step_losses.append(losses)
             train_losses.append(float(np.mean(losses)))
             val_losses.append(val_loss)
@@ -502,7 +497,9 @@ def _range_test(runner: Runner, config: RangeTestConfig) -> dict:
         optimizer = (keras.optimizers.SGD(1e-3, momentum=0.9) if config.optimizer == "sgd"
                      else keras.optimizers.Adam(1e-3))
         loss = "mse" if data.regression else "sparse_categorical_crossentropy"
-        model.compile(optimizer=optimizer, loss=loss, jit_compile=True)
+        # torch.compile costs more than it saves on these models (and fails on the MLP's)
+        model.compile(optimizer=optimizer, loss=loss,
+                      jit_compile=keras.backend.backend() != "torch")
         runner._finders[key] = model
     keras.utils.set_random_seed(config.seed)
     model.set_weights(runner.initial_weights(config, data, config.seed))

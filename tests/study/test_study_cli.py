@@ -97,6 +97,7 @@ def test_report_holds_only_the_runs_of_its_own_plan(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.every_backend
 def test_quick_study_end_to_end(tmp_path, capsys):
     out = tmp_path / "quick"
     assert main(["study", "--quick", "--no-progress", "--out", str(out)]) == 0

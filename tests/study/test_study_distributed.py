@@ -22,7 +22,7 @@ from keras_lr.study.grid import Plan, RangeTestConfig, RunConfig, Stage
 from keras_lr.study.runner import Runner
 from keras_lr.study.store import Store
 
-STUDY = pytest.mark.backends("tensorflow", reason="the study's runner is TensorFlow-only")
+STUDY = pytest.mark.backends("tensorflow", "jax", "torch")
 
 
 def _plan(seeds=4, rates=(1e-3, 1e-2, 1e-1)):

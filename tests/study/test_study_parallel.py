@@ -2,20 +2,19 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
+from study_configs import small_config
 
-from keras_lr.study import grid, parallel, runner
+from keras_lr.study import parallel, runner
 
 _FIELDS = ("initial_loss", "train_loss", "val_loss", "val_score", "final_score", "best_score",
            "final_loss", "best_loss")
 
 
 def _config(**kw):
-    base = dict(family="mlp", data="digits", optimizer="sgd", lr=0.01, seed=1, epochs=2,
-                size="quick", limit=300)
-    base.update(kw)
-    return grid.RunConfig(**base)
+    return small_config(**{"optimizer": "sgd", "seed": 1, **kw})
 
 
 def _close(a, b):
@@ -46,6 +45,7 @@ def test_parallel_records_match_sequential_with_a_diverging_rate(clear_session):
 
 
 @pytest.mark.slow
+@pytest.mark.every_backend
 def test_parallel_records_match_with_schedules_and_clipping(clear_session):
     batch = [_config(optimizer="adam", clip="global_norm", lr=lr, schedule=s, epochs=2)
              for lr, s in ((0.001, "constant"), (0.01, "warmup_cosine"), (0.1, "onecycle"))]
@@ -53,26 +53,40 @@ def test_parallel_records_match_with_schedules_and_clipping(clear_session):
 
 
 @pytest.mark.slow
+@pytest.mark.every_backend
 def test_parallel_cnn_records_match(clear_session):
     _assert_same_records([_config(family="cnn", optimizer="adam", lr=lr, epochs=1)
                           for lr in (0.001, 0.01)])
 
 
-def test_use_parallel_rule():
+def test_use_parallel_rule(monkeypatch):
+    backend = keras.backend.backend()
     three = [_config(lr=lr) for lr in (0.001, 0.01, 0.1)]
-    assert not parallel.use_parallel(three, "auto")  # measured slower for the MLP
+    convs = [_config(family="cnn", lr=lr) for lr in (0.001, 0.01)]
+    # auto: where the backend's parallel engine was measured faster
+    assert parallel.use_parallel(three, "auto") is (backend == "torch")
+    assert parallel.use_parallel(convs, "auto") is (backend != "jax")
+    assert not parallel.use_parallel(three, False)
     assert parallel.use_parallel(three[:2], True)
     assert not parallel.use_parallel(three[:1], True)
-    assert not parallel.use_parallel(three, False)
-    convs = [_config(family="cnn", lr=lr) for lr in (0.001, 0.01)]
-    assert parallel.use_parallel(convs, "auto")
-    assert not parallel.use_parallel([_config(lr=lr, clip="agc") for lr in (1, 2, 3)], True)
-    assert not parallel.use_parallel(
-        [_config(lr=lr, multipliers="dense_x10") for lr in (1, 2, 3)], True)
-    with pytest.raises(ValueError, match="one group and seed"):
-        list(parallel.run_parallel(runner.Runner(), [_config(seed=0), _config(seed=1)]))
     with pytest.raises(ValueError, match="Argument `parallel`"):
         runner.Runner(parallel="yes")
+    agc = [_config(lr=lr, clip="agc") for lr in (1, 2, 3)]
+    layerwise = [_config(lr=lr, multipliers="dense_x10") for lr in (1, 2, 3)]
+    schedule_free = [_config(optimizer="schedule_free_adamw", lr=lr) for lr in (1, 2)]
+    # The replicated optimizers (TensorFlow, torch): SGD and Adam, global-norm clipping, no
+    # multipliers; JAX maps the sequential step itself, so everything but schedule-free's swap
+    assert parallel.use_parallel(agc, True) is (backend == "jax")
+    assert parallel.use_parallel(layerwise, True) is (backend == "jax")
+    assert not parallel.use_parallel(schedule_free, True)
+    with pytest.raises(ValueError, match="one group and seed"):
+        list(parallel.run_parallel(runner.Runner(), [_config(seed=0), _config(seed=1)]))
+    # a backend without a parallel engine refuses --parallel in one line
+    monkeypatch.setattr(parallel, "_backend", lambda: "openvino")
+    assert not parallel.use_parallel(convs, "auto")
+    with pytest.raises(ValueError, match="on openvino run the study with --no-parallel") as info:
+        parallel.use_parallel(three, True)
+    assert "\n" not in str(info.value)
 
 
 def test_run_group_batches_by_seed(clear_session, monkeypatch):

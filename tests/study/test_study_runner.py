@@ -4,15 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from study_configs import small_config
 
 from keras_lr.study import grid, runner
 
-
-def _config(**kw):
-    base = dict(family="mlp", data="digits", optimizer="adam", lr=0.01, seed=0, epochs=2,
-                size="quick", limit=300)
-    base.update(kw)
-    return grid.RunConfig(**base)
+_config = small_config
 
 
 def test_reuse_after_other_runs_equals_a_fresh_build():

@@ -258,8 +258,9 @@ class _ReplicaTrainer:
 
 
 def _run_batch(trainer, batch: Sequence[RunConfig]) -> list[dict]:
-    """Train `batch` on a replica trainer (TensorFlow's or JAX's) and build its records as the
-    sequential engine does: a replica's record stops at the epoch it diverges."""
+    """Train `batch` on a replica trainer (the replicated model's on TensorFlow and torch, the
+    mapped step's on JAX) and build its records as the sequential engine does: a replica's
+    record stops at the epoch it diverges."""
     import keras
 
     start = time.perf_counter()
@@ -293,7 +294,7 @@ def _run_batch(trainer, batch: Sequence[RunConfig]) -> list[dict]:
             s = float(val_score[i])
             score[i].append(s if math.isfinite(s) else float("nan"))
             diverged_at[i] = divergence_epoch(initial[i], train[i], val[i])
-        if all(d is not None for d in diverged_at):
+        if all(at is not None for at in diverged_at):
             break
     seconds = (time.perf_counter() - start) / n
     records = [make_record(trainer.data, config, initial[i], train[i], val[i], score[i],

@@ -116,8 +116,7 @@ class Epochs:
             pred, _ = model.stateless_call(trainable, non_trainable, data[0], training=False)
             return loss_and_score(data[1], pred)
 
-        self._step, self._epoch, self._evaluate_fn = step, epoch, evaluate
-        self._block = block
+        self._epoch, self._block, self._evaluate_fn = epoch, block, evaluate
         # a CNN's epoch as jitted blocks of `block_steps` unrolled steps (a divisor of steps)
         self.block_steps = max(k for k in range(1, BLOCK_STEPS + 1) if steps % k == 0)
         self._compile(steps, batch_size)

@@ -1,8 +1,11 @@
-"""Benchmark: the quick study on a 2-worker Dask LocalCluster vs in one process.
+"""Benchmark: the study on a 2-worker Dask LocalCluster vs in one process.
 
 Claim: on a 2-core machine, ``keras-lr study --quick --workers 2`` finishes the quick plan at
 least 1.5x faster (throughput, runs per second) than ``keras-lr study --quick``; the scheduling
-overhead per task is small against a task (a group-and-seed batch of runs).
+overhead per task is small against a task (a work unit: a group, or a model's range tests).
+``--plan default`` compares the default plan instead; the backend is ``KERAS_BACKEND``
+(TensorFlow when unset). The one process trains as it does by default (on JAX two groups at
+once, `keras_lr.study.engine.group_threads`).
 
 Both variants run as fresh ``keras-lr study`` subprocesses (so neither reuses the other's
 compiled functions), each into its own new output folder, interleaved: every round runs both,
@@ -26,6 +29,7 @@ Usage::
 
     python benchmarks/study_workers.py               # 2 rounds
     python benchmarks/study_workers.py --rounds 1
+    KERAS_BACKEND=jax python benchmarks/study_workers.py --plan default --rounds 1
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ SUMMARY = re.compile(r"keras-lr study: (\d+) runs in (\d+) s")
 TARGET = 1.5
 
 
-def _study(out: str, workers: int | None) -> dict:
-    argv = [sys.executable, "-m", "keras_lr.cli.main", "study", "--quick", "--no-progress",
+def _study(out: str, workers: int | None, plan: str) -> dict:
+    argv = [sys.executable, "-m", "keras_lr.cli.main", "study", "--plan", plan, "--no-progress",
             "--out", out]
     if workers:
         argv += ["--workers", str(workers)]
@@ -118,6 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=200, help="no-op tasks for the overhead")
+    parser.add_argument("--plan", choices=("quick", "default"), default="quick",
+                        help="the study plan both variants run (default: quick)")
     args = parser.parse_args()
     shuffler = random.Random(0)
     rounds = []
@@ -128,7 +134,7 @@ def main() -> None:
             result = {}
             for name in order:
                 out = os.path.join(tmp, f"{r}-{'w' if 'workers' in name else 'p'}")
-                result[name] = _study(out, 2 if "workers" in name else None)
+                result[name] = _study(out, 2 if "workers" in name else None, args.plan)
                 print(f"round {r + 1}, {name}: {result[name]['runs']} runs, "
                       f"wall {result[name]['wall']:.0f} s, study {result[name]['study']:.0f} s, "
                       f"CPU {result[name]['cpu']:.0f} s", flush=True)
@@ -141,11 +147,12 @@ def main() -> None:
         for x in rounds) for k in ("wall", "study")}
     overhead = _overhead(args.tasks)
     load = os.getloadavg()
-    print(f"\nthroughput ratio, --workers 2 over one process: wall {ratios['wall']:.2f}x, "
+    print(f"\n{os.environ['KERAS_BACKEND']} backend, {args.plan} plan")
+    print(f"throughput ratio, --workers 2 over one process: wall {ratios['wall']:.2f}x, "
           f"study {ratios['study']:.2f}x (target >= {TARGET}x; median of {args.rounds} rounds)")
     print(f"CPU seconds, --workers 2 over one process: {cpu:.2f}x")
     print(f"scheduling overhead per task: {overhead['together'] * 1e3:.1f} ms submitted "
-          f"together, {overhead['alone'] * 1e3:.1f} ms one at a time; a quick-plan unit takes "
+          f"together, {overhead['alone'] * 1e3:.1f} ms one at a time; a {args.plan}-plan unit takes "
           f"{unit:.1f} s (median), so overhead = {overhead['alone'] / unit:.2%} of a unit")
     print(f"{os.cpu_count()} CPU cores; load average at the end {load[0]:.1f} / {load[1]:.1f} "
           "(1 / 5 min): other processes share these cores")

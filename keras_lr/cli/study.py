@@ -5,7 +5,8 @@ Usage::
     keras-lr study [--models mlp,cnn,lstm,gru] [--data digits] [--optimizers sgd,adam,...]
                    [--lrs 1e-4:1:9] [--schedules constant,...] [--clip none,global_norm,agc]
                    [--seeds N] [--epochs N] [--out DIR] [--quick] [--plan NAME]
-                   [--download] [--scheduler ADDRESS | --workers N] [--[no-]parallel]
+                   [--download] [--scheduler ADDRESS | --workers N | --threads N]
+                   [--[no-]parallel]
                    [--no-progress]
 
 Without grid flags it runs the default plan (`keras_lr.study.default_plan`: a main rate grid
@@ -24,7 +25,9 @@ connections and normalization of the MLP and the CNN, SGD and Adam; ``--data``, 
 and ``--optimizers`` narrow it). ``--download`` fetches a missing
 MNIST, Fashion-MNIST, CIFAR-10 or CIFAR-100 first (`keras_lr.data.download`), on the workers
 too. ``--scheduler tcp://HOST:PORT`` runs the work on an existing Dask cluster, ``--workers N``
-on a new local one of N processes (`keras_lr.study.distributed`).
+on a new local one of N processes (`keras_lr.study.distributed`); without them ``--threads N``
+groups train at once in this process (default: 2 on JAX, 1 on TensorFlow and torch;
+`keras_lr.study.engine.group_threads`).
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "keras-lr[distributed]")
     parser.add_argument("--workers", metavar="N",
                         help="run on a local Dask cluster of N worker processes")
+    parser.add_argument("--threads", metavar="N",
+                        help="groups trained at once in this process (default: 2 on JAX, "
+                        "1 on TensorFlow and torch; not with --scheduler or --workers)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -173,7 +179,8 @@ def _check_data(data, families):
 
 def _command(args) -> str:
     parts = ["keras-lr", "study"]
-    for flag in (*_GRID_FLAGS, "plan", "seeds", "epochs", "out", "scheduler", "workers"):
+    for flag in (*_GRID_FLAGS, "plan", "seeds", "epochs", "out", "scheduler", "workers",
+                 "threads"):
         value = getattr(args, flag)
         if value is not None:
             parts += [f"--{flag}", shlex.quote(str(value))]
@@ -207,6 +214,9 @@ def _fetch(args, client) -> None:
 def _connect(args):
     """``(client, cluster)`` for --scheduler / --workers, ``(None, None)`` without them."""
     workers = _int("workers", args.workers, 1)
+    if args.threads is not None and (args.scheduler is not None or workers is not None):
+        raise UsageError("--threads is for one process: with --scheduler or --workers each "
+                         "worker trains one unit at a time")
     if args.scheduler is None and workers is None:
         return None, None
     if args.scheduler is not None and workers is not None:
@@ -228,11 +238,12 @@ def run(args) -> int:
         _check_known(args.data)
     # bad input fails before a cluster starts; with --download the plan waits for the data
     plan = None if args.download else make_plan(args)
+    threads = "auto" if args.threads is None else _int("threads", args.threads, 1)
     out = writable_dir(args.out)
     client, cluster = _connect(args)
     try:
         _fetch(args, client)
-        return _run(args, plan or make_plan(args), out, client)
+        return _run(args, plan or make_plan(args), out, client, threads)
     finally:
         if client is not None:
             from keras_lr.study.distributed import close
@@ -247,10 +258,13 @@ def _check_known(data):
         raise UsageError(f"unknown data set {data!r}; choose from {', '.join(NAMES)}")
 
 
-def _run(args, plan, out, client) -> int:
-    import tensorflow as tf
+def _run(args, plan, out, client, threads) -> int:
+    import keras
 
-    tf.get_logger().setLevel("ERROR")  # the range tests' retracing notes are expected
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # the range tests' retracing notes are expected
     from keras_lr.study.engine import StudyInterrupted, run_study
 
     command = _command(args)
@@ -259,7 +273,8 @@ def _run(args, plan, out, client) -> int:
 
         parallel = "auto" if args.parallel is None else args.parallel
         result = run_study(plan, out, progress=not args.no_progress, command=command,
-                           runner=Runner(parallel=parallel), client=client)
+                           runner=Runner(parallel=parallel), client=client,
+                           threads=threads)
     except StudyInterrupted as stop:
         result = stop.result
         print(f"keras-lr study: interrupted after {result.executed} runs; partial report in "

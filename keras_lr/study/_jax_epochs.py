@@ -9,11 +9,12 @@ jitted blocks of `BLOCK_STEPS` unrolled steps, dispatched without waiting (on XL
 convolution inside ``lax.scan`` runs about ten times slower than at top level, see
 `keras_lr.finder.jax_loop`), the losses read once per epoch. The data are arguments of the
 compiled functions, not constants in them. Each group's functions are traced when its
-`Epochs` is built and compiled by one background thread (`_COMPILER`; XLA releases the GIL
-while compiling): the study's engine builds the next group before running the current one
-(`keras_lr.study.runner.Runner.prepare`), so that a group compiles while the one before it
-trains. (Tracing in that thread too measured no faster: 233 s against 225 s for the default
-study.)
+`Epochs` is built and compiled by background threads (`_COMPILER`; XLA releases the GIL
+while compiling), once per distinct module (`_EXECUTABLES`): the study's engine trains two
+groups at once on JAX (`keras_lr.study.engine.group_threads`), or one at a time building the
+next before running the current one (`keras_lr.study.runner.Runner.prepare`), so that a
+group compiles while another trains. (Tracing in that thread too measured no faster: 233 s
+against 225 s for the default study.)
 
 `Replicas` is the same step mapped with ``jax.vmap`` over a leading replica axis of stacked
 states and a rate per replica: N runs of one group and seed, compiled once, each replica
@@ -23,7 +24,10 @@ fills its own state with NaN).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import hashlib
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +41,43 @@ BLOCK_STEPS = 2
 Measured on the digits CNN, 8 epochs, one run: 0.35 s per run with single steps, 0.30 s with
 blocks of 2, 4 or 11 (dispatch, then compute, bound the steps); a block's compilation grows
 with its length (Prodigy's group: 1.5 s, 2.0 s, 4.1 s, 10 s for 1, 2, 4, 11)."""
-_COMPILER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="keras-lr-xla")
-"""One background thread compiling the groups' functions in the order they were traced (XLA
-releases the GIL while it compiles, so a group compiles while the runs before it train)."""
+_COMPILER = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="keras-lr-xla")
+"""Two background threads compiling the groups' functions in the order they were traced (XLA
+releases the GIL while it compiles, so a group compiles while the runs before it train, and a
+group's epoch and evaluation compile at once)."""
+
+
+_EXECUTABLES: collections.OrderedDict = collections.OrderedDict()
+"""Compilations by the text of the lowered module, the `MAX_EXECUTABLES` latest: groups whose
+functions lower to the same module (the evaluation of one model under several optimizers,
+the epoch of two groups that differ in their number of epochs only) share one executable.
+Measured on the quick plan: 32 groups lower 31 distinct epochs and 12 distinct evaluations."""
+MAX_EXECUTABLES = 256
+_LOCK = threading.Lock()
+
+
+def _compiled(lowered) -> concurrent.futures.Future:
+    """The future executable of `lowered`, compiled once per distinct module (a failed
+    compilation is tried again)."""
+    key = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+    with _LOCK:
+        future = _EXECUTABLES.get(key)
+        if future is None or (future.done() and future.exception() is not None):
+            future = _EXECUTABLES[key] = _COMPILER.submit(lowered.compile)
+        _EXECUTABLES.move_to_end(key)
+        while len(_EXECUTABLES) > MAX_EXECUTABLES:
+            _EXECUTABLES.popitem(last=False)
+    return future
+
+
+class _Both:
+    """The epoch's and the evaluation's futures, read as one: ``result()`` waits for both."""
+
+    def __init__(self, train, evaluate):
+        self._futures = (train, evaluate)
+
+    def result(self):
+        return tuple(f.result() for f in self._futures)
 
 
 def _index(variables, variable) -> int:
@@ -134,7 +172,7 @@ class Epochs:
         train = jax.jit(train).lower(state, self._train_data, spec((k, batch_size), i32),
                                      spec((k,), f32))
         evaluate = jax.jit(self._evaluate_fn).lower(state[0], state[1], self._val_data)
-        self._compiled = _COMPILER.submit(lambda: (train.compile(), evaluate.compile()))
+        self._compiled = _Both(_compiled(train), _compiled(evaluate))
 
     # ------------------------------------------------------------------ state
     def _groups(self):

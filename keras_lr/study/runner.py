@@ -34,6 +34,7 @@ yields one record each; it hands batches of one seed to the parallel engine
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator
 
@@ -235,6 +236,8 @@ class Runner:
 
     def __init__(self, parallel: bool | str = "auto"):
         self.parallel = check_choice("parallel", parallel, (True, False, "auto"))
+        # the engine may train several groups at once (`keras_lr.study.engine.group_threads`)
+        self._lock = threading.RLock()
         self._data: dict = {}
         self._weights: dict = {}
         self._trainers: dict = {}
@@ -242,9 +245,10 @@ class Runner:
 
     def data(self, family: str, name: str, limit) -> _Data:
         key = (family, name, limit)
-        if key not in self._data:
-            self._data[key] = _Data(family, name, limit)
-        return self._data[key]
+        with self._lock:
+            if key not in self._data:
+                self._data[key] = _Data(family, name, limit)
+            return self._data[key]
 
     def initial_weights(self, config, data: _Data, seed):
         """The seeded initial weights of `config`'s model (its family, size and structure;
@@ -253,10 +257,11 @@ class Runner:
 
         key = (config.family, config.size, data.ds.name, data.ds.input_shape, seed,
                tuple(structure_of(vars(config)).values()))
-        if key not in self._weights:
-            self._weights[key] = [np.array(w) for w in _build(config, data, seed)[0]
-                                  .get_weights()]
-        return self._weights[key]
+        with self._lock:
+            if key not in self._weights:
+                self._weights[key] = [np.array(w) for w in _build(config, data, seed)[0]
+                                      .get_weights()]
+            return self._weights[key]
 
     def prepare(self, configs) -> None:
         """Build the trainer of the group of ``configs[0]`` ahead of its runs, if its first
@@ -490,7 +495,9 @@ def _range_test(runner: Runner, config: RangeTestConfig) -> dict:
 
     start = time.perf_counter()
     data = runner.data(config.family, config.data, config.limit)
-    key = (config.family, config.data, config.optimizer, config.size, config.limit)
+    # one model per work unit (`keras_lr.study.distributed.units`): units may run at once
+    key = (config.family, config.data, config.optimizer, config.size, config.limit,
+           config.batch_size)
     model = runner._finders.get(key)
     if model is None:
         model = _build(config, data, 0)[0]

@@ -48,7 +48,8 @@ def test_interrupted_study_writes_partial_report_and_resumes(tmp_path, monkeypat
         return original(self, config)
 
     monkeypatch.setattr(runner_mod.Runner, "run", interrupting)
-    sequential = TINY + ["--no-parallel"]  # run by run, so that it stops between runs
+    # run by run in one thread, so that it stops between runs
+    sequential = TINY + ["--no-parallel", "--threads", "1"]
     assert main(sequential + ["--out", str(out)]) == 130
     assert "interrupted after 2 runs" in capsys.readouterr().err
     assert "PARTIAL" in (out / "report.md").read_text()

@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from study_configs import interrupt_after
 
 from keras_lr.cli.main import main
 from keras_lr.study import distributed, engine
@@ -174,16 +175,7 @@ def test_ctrl_c_on_the_client_writes_partial_report_and_resumes(cluster, tmp_pat
                                                                  monkeypatch):
     client, _ = cluster
     plan = _plan(seeds=3, rates=(1e-3, 1e-2))
-    original = Store.append
-    count = []
-
-    def interrupting(self, record):
-        if len(count) == 2:
-            raise KeyboardInterrupt
-        count.append(record["key"])
-        original(self, record)
-
-    monkeypatch.setattr(Store, "append", interrupting)
+    interrupt_after(monkeypatch, 2)
     with pytest.raises(engine.StudyInterrupted) as info:
         engine.run_study(plan, tmp_path / "s", progress=False, client=client)
     assert info.value.result.executed == 2
@@ -194,7 +186,7 @@ def test_ctrl_c_on_the_client_writes_partial_report_and_resumes(cluster, tmp_pat
         time.sleep(0.2)
     assert not any(client.processing().values())
 
-    monkeypatch.setattr(Store, "append", original)
+    monkeypatch.undo()
     result = engine.run_study(plan, tmp_path / "s", progress=False, client=client)
     assert result.skipped == 2 and result.executed == len(_expected_keys(plan)) - 2
     stored = _stored_keys(tmp_path / "s")

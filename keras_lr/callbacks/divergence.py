@@ -7,9 +7,15 @@ import typing
 import warnings
 
 import keras
-import numpy as np
 
 from keras_lr._validation import check_float, check_int, check_open_interval, fail
+from keras_lr.callbacks._divergence_measure import (
+    Baseline,
+    Window,
+    check_logged_mean,
+    find_mean_metric,
+    host,
+)
 from keras_lr.callbacks._jax_state import StateReader
 from keras_lr.callbacks._lr import FreshCopy, check_guards, guards_in, rate_variables
 from keras_lr.callbacks._rate_steps import RateSteps
@@ -17,18 +23,6 @@ from keras_lr.callbacks._snapshot import Copier
 from keras_lr.optimizers.base import unwrap
 
 __all__ = ["DivergenceGuard", "RateRestore", "Recovery"]
-
-# Time constant, in training steps, of the moving average whose lowest value is `best`.
-SMOOTHING_STEPS = 20.0
-# Rises are measured against max(|best|, SCALE_FLOOR * |first checked value|): a loss that
-# has fallen close to 0 (a training loss late in training) varies by large factors that are
-# no divergence (0.001 to 0.004 is 4x).
-SCALE_FLOOR = 0.02
-# `best` is set once the average covers this many steps (epoch checks: at once). Before, with
-# snapshot_every=1 the first batch of a `fit` became the best, and the batches after it
-# "diverged" from it (measured: 10 recoveries in 2 epochs of healthy Adam 1e-3 training).
-WARMUP_STEPS = SMOOTHING_STEPS
-
 
 class Recovery(typing.NamedTuple):
     """One rollback: where it happened, what was seen, the rate after it, steps discarded."""
@@ -46,12 +40,6 @@ class RateRestore(typing.NamedTuple):
     epoch: int
     step: int | None
     learning_rate: float
-
-
-def _host(value):
-    """A metric result as a Python float (scalars) or a NumPy array, as Keras logs it."""
-    value = np.asarray(keras.ops.convert_to_numpy(value))
-    return float(value) if value.ndim == 0 else value
 
 
 class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
@@ -224,18 +212,16 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             self.on_train_batch_begin = self._batch_begin
         self._copier = None
         self._live = None  # StateReader of the model in training
+        self._window = Window()  # the monitored metric's mean since the last check
         self._reset()
 
     def _reset(self):
         self.recoveries = []
         self.restores = []
-        self.best = None
+        self._baseline = Baseline(epochs=self.snapshot_every == "epoch")
         self.final_rollback_steps = 0
-        self._first = None
         self.stopped = False
         self._restore_at_epoch_end = False
-        self._average = None
-        self._seen = 0.0  # steps folded into the average
         self._verified = None
         self._candidate = None
         self._rates = None
@@ -259,8 +245,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._base = base
         self._last_batch = base
         self._steps_since_check = 0
-        self._prev_total = 0.0
-        self._prev_count = 0.0
+        self._window.reset()
 
     # ------------------------------------------------------------------ state
     def _state_variables(self, model):
@@ -347,44 +332,12 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._reset_window(-1)
 
     def _find_metric(self, model, required=True):
-        """The Keras mean metric named `monitor` (running sums ``total`` and ``count``).
-
-        Step checks read it at the next batch's begin, where Keras passes no logs.
-
-        Raises:
-            ValueError: the model has no such metric (None instead when not `required`).
-        """
-        names = []
-        for metric in getattr(model, "metrics", []):
-            for m in getattr(metric, "metrics", [metric]):
-                names.append(m.name)
-                total, count = getattr(m, "total", None), getattr(m, "count", None)
-                if (m.name == self.monitor and isinstance(total, keras.Variable)
-                        and isinstance(count, keras.Variable)
-                        and len(total.shape) == 0 and len(count.shape) == 0):
-                    return m
-        if not required:
-            return None
-        raise ValueError(
-            f"DivergenceGuard: step checks (snapshot_every={self.snapshot_every}) read the "
-            f"running sums of the Keras mean metric named `{self.monitor}`, and the model has "
-            f"no such metric (its metrics: {names}). Monitor one of the mean metrics (the "
-            "loss, MAE, ...; lower is better) or use snapshot_every=\"epoch\" (validation metrics "
-            "need epoch checks)."
-        )
+        return find_mean_metric(model, self.monitor, self.snapshot_every, required)
 
     def _window_value(self):
-        """The mean of the monitored metric over the batches since the previous check.
-
-        The metric's running sums (``total``, ``count``, read without a JAX state sync) give
-        the window's mean exactly, weighted by batch size as Keras's mean is.
-        """
-        total, count = self._read(self._metric.total), self._read(self._metric.count)
-        if count <= self._prev_count:
-            return None if count <= 0 else total / count
-        window = (total - self._prev_total) / (count - self._prev_count)
-        self._prev_total, self._prev_count = total, count
-        return window
+        """The mean of the monitored metric over the batches since the previous check (its
+        running sums, read without a JAX state sync)."""
+        return self._window.value(self._read(self._metric.total), self._read(self._metric.count))
 
     def _batch_begin(self, batch, logs=None):
         # Keras passes the first step of each call (`steps_per_execution` steps): the one
@@ -465,16 +418,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if self._metric_verified or value is None or self._epoch_mean is None:
             return
         self._metric_verified = True
-        mean, total = self._epoch_mean
-        if not (math.isclose(mean, float(value), rel_tol=1e-5, abs_tol=1e-12)
-                or (math.isnan(float(value)) and not math.isfinite(total))):
-            warnings.warn(
-                f"DivergenceGuard: the logs' `{self.monitor}` ({float(value):.6g}) is not the "
-                f"running mean of the metric named `{self.monitor}` ({mean:.6g}) that the step "
-                "checks read (a custom `train_step` that does not update it?); use "
-                "snapshot_every=\"epoch\" to check the logged value.",
-                stacklevel=2,
-            )
+        check_logged_mean(self.monitor, value, self._epoch_mean)
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model  # Keras synced the state before the epoch's end
@@ -528,26 +472,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         return float(value)
 
     # ------------------------------------------------------------------ the decision
-    def _rise(self, value):
-        """``(value - best) / scale``, or None without a scale (no best yet, or all 0)."""
-        if self.best is None:
-            return None
-        scale = max(abs(self.best), SCALE_FLOOR * abs(self._first))
-        return None if scale == 0.0 else (value - self.best) / scale
-
-    def _update_best(self, value, steps):
-        if self._first is None:
-            self._first = value
-        self._seen += steps  # inf for epoch checks of unknown length
-        # A plain mean until the time constant is reached (one lucky first batch does not
-        # become the best), then an exponential average; `best` is its lowest value once it
-        # covers WARMUP_STEPS steps (at once for epoch checks: epoch means are smooth).
-        weight = 1.0 if math.isinf(steps) else max(
-            steps / self._seen, 1.0 - math.exp(-steps / SMOOTHING_STEPS))
-        self._average = value if self._average is None else (
-            self._average + weight * (value - self._average))
-        if self.snapshot_every == "epoch" or self._seen >= WARMUP_STEPS:
-            self.best = self._average if self.best is None else min(self.best, self._average)
+    @property
+    def best(self):
+        """The lowest value so far of the moving average of the checked values (None before
+        it covers `WARMUP_STEPS` steps)."""
+        return self._baseline.best
 
     def _check(self, value, step, steps, reset_metrics=True):
         """One check. Reads the state through `self._live` (on JAX mid-epoch: no state sync);
@@ -557,7 +486,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._check_guards()
         if value is None:
             return
-        rise = self._rise(value)
+        rise = self._baseline.rise(value)
         if not math.isfinite(value) or (rise is not None and rise > self.spike_factor - 1.0):
             self._recover(f"`{self.monitor}` diverged ({value:.4g})", value, step,
                           reset_metrics)
@@ -570,7 +499,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                           f"more than tolerance={self.tolerance:g} for {self._bad_checks} "
                           f"checks ({value:.4g})", value, step, reset_metrics)
             return
-        self._update_best(value, steps)
+        self._baseline.update(value, steps)
         candidate, finite = self._copier.take(
             self._steps_done(), self._live.values(self._copier.variables))
         if not finite:
@@ -628,7 +557,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         if step is not None and reset_metrics:
             # Mid-epoch: the running means hold the diverged batches; restart them.
             self._before_reset = {
-                key: _host(v) for key, v in model.get_metrics_result().items()
+                key: host(v) for key, v in model.get_metrics_result().items()
             }
             model.reset_metrics()
             self._measured = False

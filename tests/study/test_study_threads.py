@@ -124,21 +124,18 @@ def test_bad_threads_flags(argv, message, capsys, tmp_path):
 
 @pytest.mark.backends("jax", reason="the JAX epochs' compilation cache")
 def test_groups_lowering_to_one_module_share_one_compilation():
-    from keras_lr.study import _jax_epochs
-
     runner = Runner()
     # the same model and optimizer in two groups (they differ in their number of epochs)
     a = runner.run(small_config(epochs=1))
     b = runner.run(small_config(epochs=2))
-    c = runner.run(small_config(optimizer="sgd"))
+    runner.run(small_config(optimizer="sgd"))
     trainers = {k[5]: t for k, t in runner._trainers.items() if k[2] == "adam"}
     sgd = next(t for k, t in runner._trainers.items() if k[2] == "sgd")
     first, second = (trainers[e].epochs._compiled._futures for e in (1, 2))
     assert first[0] is second[0] and first[1] is second[1]  # epoch and evaluation shared
     third = sgd.epochs._compiled._futures
     assert third[0] is not first[0] and third[1] is first[1]  # another optimizer: its own epoch
-    assert a["val_loss"][0] == b["val_loss"][0] and c["key"] != a["key"]
-    assert len(_jax_epochs._EXECUTABLES) <= _jax_epochs.MAX_EXECUTABLES
+    assert a["val_loss"][0] == b["val_loss"][0]  # the same first epoch from the same weights
 
 
 @STUDY

@@ -294,7 +294,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             # the first step's trace, so without them yet the first check looks again.
             compiled = getattr(model, "_compile_metrics", None)
             built = compiled is None or getattr(compiled, "built", True)
-            self._metric = self._find_metric(model, required=built)
+            self._metric = find_mean_metric(model, self.monitor, self.snapshot_every,
+                                            required=built)
         self._live = StateReader(model)
         optimizer = model.optimizer
         if not optimizer.built:
@@ -331,9 +332,6 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._epoch_open = True
         self._reset_window(-1)
 
-    def _find_metric(self, model, required=True):
-        return find_mean_metric(model, self.monitor, self.snapshot_every, required)
-
     def _window_value(self):
         """The mean of the monitored metric over the batches since the previous check (its
         running sums, read without a JAX state sync)."""
@@ -349,7 +347,8 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         """TensorFlow's compiled metrics exist now; without `monitor` among them, put the
         weights and optimizer variables back as training began, then raise."""
         try:
-            self._metric = self._find_metric(self._live.model)
+            self._metric = find_mean_metric(self._live.model, self.monitor,
+                                            self.snapshot_every)
         except ValueError:
             self._restore_verified()
             raise

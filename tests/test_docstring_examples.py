@@ -17,7 +17,7 @@ MODULES = sorted(
 
 #: Each backend's own modules (imported only on it).
 BACKEND_MODULES = {"keras_lr.finder.tf_loop": "tensorflow", "keras_lr.finder.jax_loop": "jax",
-                   "keras_lr.finder.torch_loop": "torch",
+                   "keras_lr.finder.torch_loop": "torch", "keras_lr.guards._torch": "torch",
                    "keras_lr.study._tensorflow_epochs": "tensorflow",
                    "keras_lr.study._jax_epochs": "jax", "keras_lr.study._torch_epochs": "torch"}
 

@@ -15,7 +15,9 @@ Stateless rules are pure, so the guard computes them in the same pass as the glo
 before the finiteness test: ``total_norm, new_grads, clipped = rule.norm_and_clip(grads,
 variables)``. `AdaptiveClip` overrides it to share its per-unit sums of squares with the global
 norm and to compute its clip factors for every variable in one batched pass (on a small model
-without XLA every graph op costs a few microseconds, whatever its size).
+without XLA every graph op costs a few microseconds, whatever its size). On torch, where
+every `keras.ops` call pays its Python dispatch, `global_norm` and `AdaptiveClip` run the same
+kernels through torch directly (`keras_lr.guards._torch`, bit-identical).
 
 Rules: `GlobalNorm`, `ValueClip`, `PerLayerNorm`, `AdaptiveClip` (NFNet AGC) and `AutoClip`.
 `get(identifier)` accepts a rule, a serialized rule (dict) or one of the strings ``"agc"``,
@@ -54,6 +56,15 @@ def _f32(x):
 
 def global_norm(grads):
     """L2 norm over every tensor of `grads` (None entries ignored), as float32."""
+    if keras.backend.backend() == "torch":
+        from keras_lr.guards import _torch
+
+        return _torch.global_norm(grads)  # the same kernels without `keras.ops` dispatch
+    return _ops_global_norm(grads)
+
+
+def _ops_global_norm(grads):
+    """`global_norm` in `keras.ops` (every backend)."""
     squares = [ops.sum(ops.square(_f32(g))) for g in grads if g is not None]
     if not squares:
         return ops.zeros((), "float32")
@@ -305,6 +316,15 @@ class AdaptiveClip(ClipRule):
     def _unit_clip(self, grads, variables):
         """``(g_flat, new_grads, clipped)``; `g_flat` holds the per-unit sums of squares of
         every gradient, so the global norm is ``sqrt(sum(g_flat))``."""
+        if keras.backend.backend() == "torch":
+            from keras_lr.guards import _torch
+
+            # The same kernels without `keras.ops` dispatch (bit-identical, tested).
+            return _torch.unit_clip(grads, variables, self.clip_factor, self.eps)
+        return self._ops_unit_clip(grads, variables)
+
+    def _ops_unit_clip(self, grads, variables):
+        """`_unit_clip` in `keras.ops` (every backend)."""
         # Per-unit sums of squares of every gradient and parameter, flattened into one vector
         # each: the clip factors of all variables are then a handful of ops on small tensors.
         present = [(i, g, v) for i, (g, v) in enumerate(zip(grads, variables, strict=True))

@@ -9,7 +9,8 @@ Keras's own torch optimizers go around the same overhead with `torch._foreach_*`
 
 Each function issues the same torch kernels, in the same order, as the portable `keras.ops`
 code in `keras_lr.guards.clipping` does on torch, so the results are bit-identical to it
-(tested on the torch backend). Inputs are tensors, Keras variables or arrays (converted as `keras.ops` would).
+(tested on the torch backend). Inputs are tensors, Keras variables or arrays (converted as
+`keras.ops` would).
 
 Example:
     >>> import torch

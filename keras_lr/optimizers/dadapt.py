@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 from keras_lr._validation import check_float
-from keras_lr.optimizers._distance import DistanceEstimator, check_beta, check_bool
+from keras_lr.optimizers._distance import DistanceEstimator, after, check_beta, check_bool
 from keras_lr.optimizers._distance import read as _read
 from keras_lr.schedules.base import maximum, minimum
 
@@ -124,11 +124,13 @@ class DAdaptAdam(DistanceEstimator):
         g = self._gate(self._coupled_gradient(gradient, variable), c["included"])
         m, v, s = self._m[index], self._v[index], self._s[index]
         denom = ops.sqrt(v) + c["eps"]
-        dot = ops.cast(ops.sum(g * (s / denom)), self._sdtype)
-        self._add("numerator", c["numerator"] * dot)  # 0 for a gated gradient
+        dot = ops.sum(g * (s / denom))
+        self._add("numerator", c["numerator"] * ops.cast(dot, self._sdtype))  # 0 if gated
         self.assign(m, c["beta_1"] * m + c["alpha_1"] * g)
-        self.assign(v, c["beta_2"] * v + c["alpha_2"] * g * g)
-        s_value = c["root"] * s + c["alpha_3"] * g
+        # v and s are overwritten after the dot product reads them: ordered, not copied.
+        beta_2, root = after(dot, c["beta_2"], c["root"])
+        self.assign(v, beta_2 * v + c["alpha_2"] * g * g)
+        s_value = root * s + c["alpha_3"] * g
         self.assign(s, s_value)
         l1 = c["scale"] * ops.cast(ops.sum(ops.abs(s_value)), self._sdtype)
         self._add("denominator", ops.where(c["included"], l1, 0.0))

@@ -19,7 +19,7 @@ from keras_lr.callbacks._divergence_measure import (
 from keras_lr.callbacks._jax_state import StateReader
 from keras_lr.callbacks._lr import FreshCopy, check_guards, guards_in, rate_variables
 from keras_lr.callbacks._rate_steps import RateSteps
-from keras_lr.callbacks._snapshot import Copier
+from keras_lr.callbacks._snapshot import Copier, Snapshot
 from keras_lr.optimizers.base import unwrap
 
 __all__ = ["DivergenceGuard", "RateRestore", "Recovery"]
@@ -110,9 +110,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
     (`Recovery` rows) and `restores` (`RateRestore` rows) keep the details.
 
     **Cost.** A step check runs at the next batch's begin (no batch-end hook, so Keras keeps
-    dispatching steps asynchronously on JAX and torch), reads the running sums of the Keras
-    mean metric named `monitor`, copies the state on the device in one compiled call and
-    reads one boolean and three scalars (`benchmarks/divergence_snapshot.py`). The epoch's
+    dispatching steps asynchronously on JAX and torch) and makes one compiled call that copies
+    the state on the device and reads the running sums of the Keras mean metric named
+    `monitor`, the step count and a finite flag, brought to the host in one transfer
+    (`benchmarks/divergence_snapshot.py`); the copy is the candidate snapshot, dropped when
+    the check finds a divergence. The epoch's
     last steps are checked after its last step, before validation (which resets the
     metrics). On JAX the trainer keeps the state outside the variables during an epoch; a
     check reads it there (``model._jax_state``) without writing it back, and only a recovery
@@ -315,7 +317,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
             if self._copier is None or not self._copier.serves(variables, untested):
                 # Kept across `fit` calls on the same model (no retracing per call).
                 self._copier = Copier(variables, untested)
-            snapshot, finite = self._copier.take(self._steps_done())
+            snapshot, finite, _ = self._take()
             if not finite:
                 raise RuntimeError(
                     "DivergenceGuard: the model's weights or optimizer variables contain NaN "
@@ -332,10 +334,15 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         self._epoch_open = True
         self._reset_window(-1)
 
-    def _window_value(self):
-        """The mean of the monitored metric over the batches since the previous check (its
-        running sums, read without a JAX state sync)."""
-        return self._window.value(self._read(self._metric.total), self._read(self._metric.count))
+    def _take(self, scalars=()):
+        """``(candidate, finite, numbers)``: a snapshot of the state, whether it is finite, and
+        the values of `scalars`, all in one compiled copy and one host transfer (on JAX
+        mid-epoch read from the trainer's state, without a sync)."""
+        iterations = self._live.model.optimizer.iterations
+        scalars = [iterations, *scalars]
+        values = self._live.values(self._copier.variables + scalars)
+        copies, finite, numbers = self._copier.take(scalars, values)
+        return Snapshot(copies, int(numbers[0])), finite, numbers[1:]
 
     def _batch_begin(self, batch, logs=None):
         # Keras passes the first step of each call (`steps_per_execution` steps): the one
@@ -362,7 +369,11 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         """Check the window of the steps since the last check, and start a new one."""
         steps_in_window = self._steps_since_check
         self._steps_since_check = 0
-        self._check(self._window_value(), step, steps_in_window, reset_metrics)
+        # The candidate snapshot is taken with the window's sums (one transfer per check); a
+        # check that finds a divergence drops it.
+        candidate, finite, sums = self._take([self._metric.total, self._metric.count])
+        self._check(self._window.value(*sums), step, steps_in_window, reset_metrics,
+                    taken=(candidate, finite))
 
     def _advance(self, last, reset_metrics=True):
         """Count the steps up to batch `last` (done) and check when `snapshot_every` are due."""
@@ -477,9 +488,10 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
         it covers `WARMUP_STEPS` steps)."""
         return self._baseline.best
 
-    def _check(self, value, step, steps, reset_metrics=True):
+    def _check(self, value, step, steps, reset_metrics=True, taken=None):
         """One check. Reads the state through `self._live` (on JAX mid-epoch: no state sync);
-        what writes (a recovery, a rate restore) goes through `self.model` (a sync first)."""
+        what writes (a recovery, a rate restore) goes through `self.model` (a sync first).
+        `taken`: ``(candidate, finite)`` of `_take` at this check, or None to take it here."""
         if self.stopped:
             return
         self._check_guards()
@@ -499,8 +511,7 @@ class DivergenceGuard(FreshCopy, keras.callbacks.Callback):
                           f"checks ({value:.4g})", value, step, reset_metrics)
             return
         self._baseline.update(value, steps)
-        candidate, finite = self._copier.take(
-            self._steps_done(), self._live.values(self._copier.variables))
+        candidate, finite = taken if taken is not None else self._take()[:2]
         if not finite:
             # A finite value but NaN/inf in the state (say BatchNorm statistics after a NaN
             # batch the optimizer skipped): never snapshot it, roll back instead.
